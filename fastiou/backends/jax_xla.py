@@ -1,0 +1,103 @@
+"""JAX engine: pure ``jnp`` functions under ``jax.jit``; works on tracers (jit, vmap, grad).
+
+String and shape options are static arguments, values are traced, so a call with the same shapes
+and dtypes never retraces. Divisions use the double-``where`` pattern so that gradients stay
+finite at degenerate boxes (zero area, identical boxes, zero-size enclosing box).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import _formats
+from .._validate import BoxPair
+
+name = "jax"
+
+
+def namespace() -> Any:
+    return jnp
+
+
+def asarray(x: Any) -> Any:
+    return x if isinstance(x, (jax.Array, jax.core.Tracer)) else jnp.asarray(x)
+
+
+def wide_float() -> np.dtype:
+    """float64 when x64 is enabled, otherwise float32 (jax would silently narrow it)."""
+    return np.dtype(jax.dtypes.canonicalize_dtype(np.float64))
+
+
+def describe() -> str:
+    devices = ", ".join(sorted({d.platform for d in jax.devices()}))
+    return f"jax {jax.__version__} on {devices}, x64 {'on' if jax.config.jax_enable_x64 else 'off'}"
+
+
+def _div(num: Any, den: Any, fallback: Any) -> Any:
+    """num / den, or fallback where den == 0; NaN stays NaN; finite gradients at den == 0."""
+    ok = den != 0
+    return jnp.where(ok, num / jnp.where(ok, den, 1), fallback)
+
+
+def _extent(lo: Any, hi: Any) -> Any:
+    return jnp.maximum(hi - lo, 0)
+
+
+def _angle(w: Any, h: Any) -> Any:
+    """atan(w / h) read as atan2(w, h), with a finite gradient at w = h = 0."""
+    ok = (w > 0) | (h > 0)
+    return jnp.where(ok, jnp.arctan2(jnp.where(ok, w, 1), jnp.where(ok, h, 1)), 0)
+
+
+def _formula(a: Any, b: Any, op: str, zd: Any) -> Any:
+    """The value of ``op`` for corner boxes ``a`` and ``b`` (broadcast against each other)."""
+    d = a.shape[-1] // 2
+    lo1, hi1, lo2, hi2 = a[..., :d], a[..., d:], b[..., :d], b[..., d:]
+    area1 = jnp.prod(_extent(lo1, hi1), axis=-1)
+    area2 = jnp.prod(_extent(lo2, hi2), axis=-1)
+    inter = jnp.prod(_extent(jnp.maximum(lo1, lo2), jnp.minimum(hi1, hi2)), axis=-1)
+    if op == "ioa":
+        # (area2 - area2) is 0, or NaN when b has a NaN: keeps NaN even where area1 == 0.
+        return _div(inter, area1, zd) + (area2 - area2)
+    union = area1 + area2 - inter
+    iou = _div(inter, union, zd)
+    if op == "iou":
+        return iou
+    hull = _extent(jnp.minimum(lo1, lo2), jnp.maximum(hi1, hi2))
+    if op == "giou":
+        hull_area = jnp.prod(hull, axis=-1)
+        return iou - _div(hull_area - union, hull_area, 0)
+    # Centre distance and hull diagonal, both doubled.
+    rho2 = jnp.sum(jnp.square((lo1 + hi1) - (lo2 + hi2)), axis=-1)
+    diou = iou - _div(rho2, jnp.sum(jnp.square(hull + hull), axis=-1), 0)
+    if op == "diou":
+        return diou
+    w1, w2 = _extent(lo1, hi1), _extent(lo2, hi2)
+    v = (4 / np.pi**2) * jnp.square(_angle(w2[..., 0], w2[..., 1]) - _angle(w1[..., 0], w1[..., 1]))
+    alpha = jax.lax.stop_gradient(_div(v, 1 - iou + v, 0))
+    return diou - alpha * v
+
+
+@functools.partial(
+    jax.jit, static_argnames=("op", "fmt", "aligned", "batch", "compute", "out")
+)
+def _box_pair(b1, b2, zd, *, op, fmt, aligned, batch, compute, out):
+    a = _formats.to_corners(jnp, b1.astype(compute), fmt)
+    b = _formats.to_corners(jnp, b2.astype(compute), fmt)
+    a = jnp.broadcast_to(a, batch + a.shape[-2:])
+    b = jnp.broadcast_to(b, batch + b.shape[-2:])
+    if not aligned:
+        a, b = a[..., :, None, :], b[..., None, :, :]
+    return _formula(a, b, op, jnp.asarray(zd, compute)).astype(out)
+
+
+def box_pair(b1: Any, b2: Any, *, op: str, spec: BoxPair, zero_division: float, out: Any = None) -> Any:
+    return _box_pair(
+        b1, b2, zero_division, op=op, fmt=spec.fmt, aligned=spec.m < 0, batch=spec.batch,
+        compute=spec.compute.name, out=spec.out.name,
+    )

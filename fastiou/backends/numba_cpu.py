@@ -1,0 +1,322 @@
+"""Numba engine: NumPy arrays in, NumPy arrays out, compiled CPU loops.
+
+Every compiled function comes from :func:`kernel`. Boxes are first turned into columns
+(structure of arrays: corners, then area, then the CIoU aspect angle) so that the inner loop reads
+each coordinate contiguously and vectorizes; the per-pair formulas are small functions shared by
+the pairwise and the aligned kernels.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import numba
+import numpy as np
+
+from .. import _formats
+from .._validate import BoxPair
+
+name = "numba"
+xp = np
+
+# Never no-NaN / no-inf: NaN must propagate exactly as NumPy does.
+FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+
+
+def kernel(*, parallel: bool = False) -> Callable[[Callable[..., Any]], Any]:
+    """The one decorator factory for every compiled function of this engine."""
+
+    def decorate(fn: Callable[..., Any]) -> Any:
+        return numba.njit(
+            cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH, parallel=parallel
+        )(fn)
+
+    return decorate
+
+
+def namespace() -> Any:
+    return np
+
+
+def asarray(x: Any) -> np.ndarray:
+    return np.asarray(x)
+
+
+def wide_float() -> np.dtype:
+    return np.dtype(np.float64)
+
+
+def describe() -> str:
+    return f"numba {numba.__version__}, {numba.get_num_threads()} threads"
+
+
+# --------------------------------------------------------------------------------------------
+# Scalar helpers. ``v - v`` is a typed zero for finite v and NaN for NaN, so no literal widens a
+# float32 computation to float64 and NaN is never dropped.
+
+
+@kernel()
+def _clamp0(v):
+    return v if v > 0 else v - v
+
+
+@kernel()
+def _ratio(num, den, fallback):
+    return num / den if den != 0 else fallback
+
+
+@kernel()
+def _div0(num, den):
+    return num / den if den != 0 else den
+
+
+# --------------------------------------------------------------------------------------------
+# Columns: 2D -> x1 y1 x2 y2 area angle; 3D -> x1 y1 z1 x2 y2 z2 volume.
+
+
+@kernel()
+def _columns2(b, cols):
+    for k in range(b.shape[0]):
+        x1, y1, x2, y2 = b[k, 0], b[k, 1], b[k, 2], b[k, 3]
+        w = _clamp0(x2 - x1)
+        h = _clamp0(y2 - y1)
+        cols[0, k], cols[1, k], cols[2, k], cols[3, k] = x1, y1, x2, y2
+        cols[4, k] = w * h
+        # atan(w / h) for h > 0, defined (0 or pi/2) for degenerate boxes.
+        cols[5, k] = math.atan2(w, h)
+
+
+@kernel()
+def _columns3(b, cols):
+    for k in range(b.shape[0]):
+        for d in range(6):
+            cols[d, k] = b[k, d]
+        cols[6, k] = (
+            _clamp0(b[k, 3] - b[k, 0]) * _clamp0(b[k, 4] - b[k, 1]) * _clamp0(b[k, 5] - b[k, 2])
+        )
+
+
+@kernel()
+def _load2(a, i):
+    return (a[0, i], a[1, i], a[2, i], a[3, i], a[4, i], a[5, i])
+
+
+@kernel()
+def _load3(a, i):
+    return (a[0, i], a[1, i], a[2, i], a[3, i], a[4, i], a[5, i], a[6, i])
+
+
+@kernel()
+def _row2(b, i):
+    x1, y1, x2, y2 = b[i, 0], b[i, 1], b[i, 2], b[i, 3]
+    return (x1, y1, x2, y2, _clamp0(x2 - x1) * _clamp0(y2 - y1), x1 - x1)
+
+
+@kernel()
+def _row2_angle(b, i):
+    x1, y1, x2, y2 = b[i, 0], b[i, 1], b[i, 2], b[i, 3]
+    w, h = _clamp0(x2 - x1), _clamp0(y2 - y1)
+    return (x1, y1, x2, y2, w * h, math.atan2(w, h))
+
+
+@kernel()
+def _row3(b, i):
+    x1, y1, z1, x2, y2, z2 = b[i, 0], b[i, 1], b[i, 2], b[i, 3], b[i, 4], b[i, 5]
+    return (x1, y1, z1, x2, y2, z2, _clamp0(x2 - x1) * _clamp0(y2 - y1) * _clamp0(z2 - z1))
+
+
+# --------------------------------------------------------------------------------------------
+# Per-pair formulas on two boxes p and q, each a tuple (corners, area[, aspect angle]);
+# k = (zero_division, 4 / pi**2, 1) in the compute dtype.
+
+
+@kernel()
+def _lesser(a, b):  # returns b when b is NaN, as the CUDA kernels do
+    return a if a < b else b
+
+
+@kernel()
+def _greater(a, b):
+    return a if a > b else b
+
+
+@kernel()
+def _overlap(lo1, hi1, lo2, hi2):
+    return _clamp0(_lesser(hi1, hi2) - _greater(lo1, lo2))
+
+
+@kernel()
+def _hull(lo1, hi1, lo2, hi2):
+    return _clamp0(_greater(hi1, hi2) - _lesser(lo1, lo2))
+
+
+@kernel()
+def _inter2(p, q):
+    return _overlap(p[0], p[2], q[0], q[2]) * _overlap(p[1], p[3], q[1], q[3])
+
+
+@kernel()
+def _inter3(p, q):
+    return (
+        _overlap(p[0], p[3], q[0], q[3])
+        * _overlap(p[1], p[4], q[1], q[4])
+        * _overlap(p[2], p[5], q[2], q[5])
+    )
+
+
+@kernel()
+def _iou2(p, q, k):
+    inter = _inter2(p, q)
+    return _ratio(inter, p[4] + q[4] - inter, k[0])
+
+
+@kernel()
+def _ioa2(p, q, k):
+    # (q[4] - q[4]) is 0, or NaN when q has a NaN: keeps NaN even where area(p) == 0.
+    return _ratio(_inter2(p, q), p[4], k[0]) + (q[4] - q[4])
+
+
+@kernel()
+def _giou2(p, q, k):
+    inter = _inter2(p, q)
+    union = p[4] + q[4] - inter
+    hull = _hull(p[0], p[2], q[0], q[2]) * _hull(p[1], p[3], q[1], q[3])
+    return _ratio(inter, union, k[0]) - _div0(hull - union, hull)
+
+
+@kernel()
+def _diou2(p, q, k):
+    inter = _inter2(p, q)
+    iou = _ratio(inter, p[4] + q[4] - inter, k[0])
+    # Centre distance and hull diagonal, both doubled so no literal 0.5 appears.
+    dx = (p[0] + p[2]) - (q[0] + q[2])
+    dy = (p[1] + p[3]) - (q[1] + q[3])
+    hw = _hull(p[0], p[2], q[0], q[2])
+    hh = _hull(p[1], p[3], q[1], q[3])
+    return iou - _div0(dx * dx + dy * dy, (hw + hw) * (hw + hw) + (hh + hh) * (hh + hh))
+
+
+@kernel()
+def _ciou2(p, q, k):
+    inter = _inter2(p, q)
+    iou = _ratio(inter, p[4] + q[4] - inter, k[0])
+    dx = (p[0] + p[2]) - (q[0] + q[2])
+    dy = (p[1] + p[3]) - (q[1] + q[3])
+    hw = _hull(p[0], p[2], q[0], q[2])
+    hh = _hull(p[1], p[3], q[1], q[3])
+    diou = iou - _div0(dx * dx + dy * dy, (hw + hw) * (hw + hw) + (hh + hh) * (hh + hh))
+    da = p[5] - q[5]
+    v = k[1] * da * da
+    return diou - _div0(v, k[2] - iou + v) * v
+
+
+@kernel()
+def _iou3(p, q, k):
+    inter = _inter3(p, q)
+    return _ratio(inter, p[6] + q[6] - inter, k[0])
+
+
+@kernel()
+def _ioa3(p, q, k):
+    return _ratio(_inter3(p, q), p[6], k[0]) + (q[6] - q[6])
+
+
+@kernel()
+def _giou3(p, q, k):
+    inter = _inter3(p, q)
+    union = p[6] + q[6] - inter
+    hull = (
+        _hull(p[0], p[3], q[0], q[3])
+        * _hull(p[1], p[4], q[1], q[4])
+        * _hull(p[2], p[5], q[2], q[5])
+    )
+    return _ratio(inter, union, k[0]) - _div0(hull - union, hull)
+
+
+# --------------------------------------------------------------------------------------------
+# Drivers, one pairwise and one aligned kernel per (op, dims), made from the formulas above.
+
+_CHUNK = 4096  # columns per task, so that one row of a wide matrix still spreads over threads
+
+
+def _pairwise_kernel(load: Any, pair: Any) -> Any:
+    @kernel(parallel=True)
+    def run(a, c, consts, out):  # a (B, R, N) and c (B, R, M) columns, out (B, N, M)
+        n, m = out.shape[1], out.shape[2]
+        chunks = (m + _CHUNK - 1) // _CHUNK
+        k = (consts[0], consts[1], consts[2])
+        for task in numba.prange(out.shape[0] * n * chunks):
+            row, chunk = divmod(np.int64(task), chunks)  # prange may count unsigned
+            b, i = divmod(row, n)
+            p = load(a[b], i)
+            cb = c[b]
+            dst = out[b, i]
+            # An unsigned column index spares the negative-index check, so the loop vectorizes.
+            for j in range(np.uint64(chunk * _CHUNK), np.uint64(min(m, (chunk + 1) * _CHUNK))):
+                dst[j] = pair(p, load(cb, j), k)
+
+    return run
+
+
+def _aligned_kernel(row: Any, pair: Any) -> Any:
+    @kernel(parallel=True)
+    def run(b1, b2, consts, out):  # b1, b2 (K, 2d) corners, out (K,): one pass, no columns
+        k = (consts[0], consts[1], consts[2])
+        for i in numba.prange(out.shape[0]):
+            out[i] = pair(row(b1, i), row(b2, i), k)
+
+    return run
+
+
+_FORMULAS = {
+    ("iou", 2): _iou2,
+    ("giou", 2): _giou2,
+    ("diou", 2): _diou2,
+    ("ciou", 2): _ciou2,
+    ("ioa", 2): _ioa2,
+    ("iou", 3): _iou3,
+    ("giou", 3): _giou3,
+    ("ioa", 3): _ioa3,
+}
+_LOADS = {2: _load2, 3: _load3}
+_ROWS = {2: _row2, 3: _row3}
+_COLUMNS = {2: (_columns2, 6), 3: (_columns3, 7)}
+_PAIRWISE = {key: _pairwise_kernel(_LOADS[key[1]], f) for key, f in _FORMULAS.items()}
+_ALIGNED = {
+    key: _aligned_kernel(_row2_angle if key[0] == "ciou" else _ROWS[key[1]], f)
+    for key, f in _FORMULAS.items()
+}
+
+
+def _corners(b: np.ndarray, spec: BoxPair, n: int) -> np.ndarray:
+    """(*batch, n, 2d) boxes in spec.fmt -> contiguous (batch * n, 2d) corners, compute dtype."""
+    corners = _formats.to_corners(np, np.asarray(b, dtype=spec.compute), spec.fmt)
+    corners = np.broadcast_to(corners, spec.batch + (n, 2 * spec.dims))
+    return np.ascontiguousarray(corners.reshape(-1, 2 * spec.dims))
+
+
+def _columns(b: np.ndarray, spec: BoxPair, n: int) -> np.ndarray:
+    """(*batch, n, 2d) boxes -> (B, R, n) columns in the compute dtype."""
+    flat = _corners(b, spec, n)
+    fill, rows = _COLUMNS[spec.dims]
+    cols = np.empty((rows, flat.shape[0]), dtype=spec.compute)
+    fill(flat, cols)
+    return np.ascontiguousarray(cols.reshape(rows, -1, n).transpose(1, 0, 2))
+
+
+def box_pair(
+    b1: np.ndarray, b2: np.ndarray, *, op: str, spec: BoxPair, zero_division: float,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    n = spec.n
+    m = n if spec.m < 0 else spec.m
+    result = np.empty(spec.out_shape, dtype=spec.out) if out is None else out
+    if result.size == 0:
+        return result
+    consts = np.array([zero_division, 4 / math.pi**2, 1], dtype=spec.compute)
+    if spec.m < 0:
+        _ALIGNED[op, spec.dims](_corners(b1, spec, n), _corners(b2, spec, n), consts, result.reshape(-1))
+    else:
+        _PAIRWISE[op, spec.dims](_columns(b1, spec, n), _columns(b2, spec, m), consts, result.reshape(-1, n, m))
+    return result
