@@ -22,7 +22,6 @@ _MODULES = {
     "cupy": "fastiou.backends.cupy_cuda",
     "jax": "fastiou.backends.jax_xla",
 }
-_NEEDS = {"numba": "numba", "cupy": "cupy", "jax": "jax"}
 _EXTRAS = {
     "numba": 'pip install fastiou  (numba is a core dependency)',
     "cupy": 'pip install "fastiou[cuda12]"  or  "fastiou[cuda13]"',
@@ -78,17 +77,21 @@ def engine_name(func: str, arrays: dict[str, Any], backend: str | None = None) -
     return "numba" if found is None else found[0]
 
 
+def missing_engine(engine: str, exc: ImportError) -> ImportError:
+    """The error for an engine whose framework is not installed: it names the extra."""
+    return ImportError(
+        f"fastiou: the {engine} engine needs the '{engine}' package, which could not be imported "
+        f"({exc}); install it with: {_EXTRAS[engine]}"
+    )
+
+
 @functools.lru_cache(maxsize=None)
 def load(engine: str) -> ModuleType:
-    """Import the backend module of ``engine``; a missing framework names the extra to install."""
+    """Import the backend module of ``engine`` (the CUDA one imports cupy on first use)."""
     try:
-        importlib.import_module(_NEEDS[engine])
+        return importlib.import_module(_MODULES[engine])
     except ImportError as exc:
-        raise ImportError(
-            f"fastiou: the {engine} engine needs the '{_NEEDS[engine]}' package, which is not "
-            f"installed ({exc}); install it with: {_EXTRAS[engine]}"
-        ) from exc
-    return importlib.import_module(_MODULES[engine])
+        raise missing_engine(engine, exc) from exc
 
 
 def backend_for(func: str, arrays: dict[str, Any], backend: str | None = None) -> ModuleType:

@@ -1,8 +1,7 @@
-"""JAX engine: pure ``jnp`` functions under ``jax.jit``; works on tracers (jit, vmap, grad).
+"""Box IoU family on the JAX engine.
 
-String and shape options are static arguments, values are traced, so a call with the same shapes
-and dtypes never retraces. Divisions use the double-``where`` pattern so that gradients stay
-finite at degenerate boxes (zero area, identical boxes, zero-size enclosing box).
+Divisions use the double-``where`` pattern so that gradients stay finite at degenerate boxes (zero
+area, identical boxes, zero-size enclosing box).
 """
 
 from __future__ import annotations
@@ -14,28 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import _formats
-from .._validate import BoxPair
-
-name = "jax"
-
-
-def namespace() -> Any:
-    return jnp
-
-
-def asarray(x: Any) -> Any:
-    return x if isinstance(x, (jax.Array, jax.core.Tracer)) else jnp.asarray(x)
-
-
-def wide_float() -> np.dtype:
-    """float64 when x64 is enabled, otherwise float32 (jax would silently narrow it)."""
-    return np.dtype(jax.dtypes.canonicalize_dtype(np.float64))
-
-
-def describe() -> str:
-    devices = ", ".join(sorted({d.platform for d in jax.devices()}))
-    return f"jax {jax.__version__} on {devices}, x64 {'on' if jax.config.jax_enable_x64 else 'off'}"
+from ... import _formats
+from ..._validate import BoxPair
 
 
 def _div(num: Any, den: Any, fallback: Any) -> Any:

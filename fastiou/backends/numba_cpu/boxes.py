@@ -1,55 +1,22 @@
-"""Numba engine: NumPy arrays in, NumPy arrays out, compiled CPU loops.
+"""Box IoU family on the Numba engine.
 
-Every compiled function comes from :func:`kernel`. Boxes are first turned into columns
-(structure of arrays: corners, then area, then the CIoU aspect angle) so that the inner loop reads
-each coordinate contiguously and vectorizes; the per-pair formulas are small functions shared by
-the pairwise and the aligned kernels.
+Boxes are first turned into columns (structure of arrays: corners, then area, then the CIoU aspect
+angle) so that the pairwise inner loop reads each coordinate contiguously and vectorizes; the
+aligned kernel reads the corners in one pass. The per-pair formulas are small functions shared by
+both.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any
 
 import numba
 import numpy as np
 
-from .. import _formats
-from .._validate import BoxPair
-
-name = "numba"
-xp = np
-
-# Never no-NaN / no-inf: NaN must propagate exactly as NumPy does.
-FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
-
-
-def kernel(*, parallel: bool = False) -> Callable[[Callable[..., Any]], Any]:
-    """The one decorator factory for every compiled function of this engine."""
-
-    def decorate(fn: Callable[..., Any]) -> Any:
-        return numba.njit(
-            cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH, parallel=parallel
-        )(fn)
-
-    return decorate
-
-
-def namespace() -> Any:
-    return np
-
-
-def asarray(x: Any) -> np.ndarray:
-    return np.asarray(x)
-
-
-def wide_float() -> np.dtype:
-    return np.dtype(np.float64)
-
-
-def describe() -> str:
-    return f"numba {numba.__version__}, {numba.get_num_threads()} threads"
-
+from ... import _formats
+from ..._validate import BoxPair
+from . import kernel
 
 # --------------------------------------------------------------------------------------------
 # Scalar helpers. ``v - v`` is a typed zero for finite v and NaN for NaN, so no literal widens a

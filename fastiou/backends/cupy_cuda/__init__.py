@@ -19,36 +19,19 @@ from typing import Any, Iterator, Protocol, Sequence
 
 import numpy as np
 
-from .. import _formats
-from .._validate import BoxPair
+from ..._dispatch import missing_engine
 
 name = "cupy"
-CUDA_DIR = Path(__file__).resolve().parent.parent / "cuda"
+CUDA_DIR = Path(__file__).resolve().parent.parent.parent / "cuda"
 BLOCK = 256
 MAX_GRID_X = 65535 * 32  # far below the 2**31 - 1 limit; grid-stride loops cover the rest
 MAX_GRID_Y = 65535
 
-_C_TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
-_BOX_OPS = {"iou": 0, "giou": 1, "diou": 2, "ciou": 3, "ioa": 4}
-_BOX_COMBOS = ((2, "iou"), (2, "giou"), (2, "diou"), (2, "ciou"), (2, "ioa"),
-               (3, "iou"), (3, "giou"), (3, "ioa"))
-_BOX_DTYPES = ((np.float32, np.float32), (np.float64, np.float64), (np.float64, np.float32))
+C_TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
 
-
-def _box_kernel(kind: str, compute: Any, out: Any, op: str, dims: int) -> str:
-    t, o = _C_TYPES[np.dtype(compute)], _C_TYPES[np.dtype(out)]
-    return f"fastiou::box_{kind}<{t}, {o}, {_BOX_OPS[op]}, {dims}>"
-
-
-# Every kernel of every source: the name expressions instantiated when the module is built.
-KERNELS: dict[str, tuple[str, ...]] = {
-    "boxes.cu": tuple(
-        _box_kernel(kind, t, o, op, dims)
-        for kind in ("pairwise", "aligned")
-        for dims, op in _BOX_COMBOS
-        for t, o in _BOX_DTYPES
-    ),
-}
+# Every kernel of every source: the name expressions instantiated when its module is built.
+# Each family module adds its own source here when it is imported.
+KERNELS: dict[str, tuple[str, ...]] = {}
 
 
 class Runtime(Protocol):
@@ -68,8 +51,10 @@ class CupyRuntime:
     """Launches kernels on the current CUDA device through CuPy RawModules."""
 
     def __init__(self) -> None:
-        import cupy
-
+        try:
+            import cupy
+        except ImportError as exc:
+            raise missing_engine("cupy", exc) from exc
         self.xp = cupy
         self._modules: dict[str, Any] = {}
 
@@ -121,8 +106,7 @@ def wide_float() -> np.dtype:
 
 
 def describe() -> str:
-    import cupy
-
+    cupy = runtime().xp
     count = cupy.cuda.runtime.getDeviceCount()  # raises where there is no driver or device
     if count == 0:
         raise RuntimeError("cupy is installed but no CUDA device is visible")
@@ -155,30 +139,6 @@ def grid_1d(count: int) -> tuple[int]:
     return (max(1, min(math.ceil(count / BLOCK), MAX_GRID_X)),)
 
 
-def _corners(xp: Any, b: Any, spec: BoxPair, n: int) -> Any:
-    corners = _formats.to_corners(xp, xp.asarray(b, dtype=spec.compute), spec.fmt)
-    corners = xp.broadcast_to(corners, spec.batch + (n, 2 * spec.dims))
-    return xp.ascontiguousarray(corners.reshape(-1, 2 * spec.dims))
 
-
-def box_pair(b1: Any, b2: Any, *, op: str, spec: BoxPair, zero_division: float, out: Any = None) -> Any:
-    xp = runtime().xp
-    n = spec.n
-    m = n if spec.m < 0 else spec.m
-    result = xp.empty(spec.out_shape, dtype=spec.out) if out is None else out
-    if result.size == 0:
-        return result
-    a, c = _corners(xp, b1, spec, n), _corners(xp, b2, spec, m)
-    t = spec.compute
-    if spec.m < 0:
-        kernel = _box_kernel("aligned", t, spec.out, op, spec.dims)
-        args = ((a, t), (c, t), (a.shape[0], np.int64), (zero_division, t), (result, spec.out))
-        launch("boxes.cu", kernel, grid_1d(a.shape[0]), (BLOCK,), args)
-    else:
-        rows = a.shape[0]
-        kernel = _box_kernel("pairwise", t, spec.out, op, spec.dims)
-        grid = (grid_1d(m)[0], min(rows, MAX_GRID_Y))
-        args = ((a, t), (c, t), (rows, np.int64), (n, np.int64), (m, np.int64),
-                (zero_division, t), (result, spec.out))
-        launch("boxes.cu", kernel, grid, (BLOCK,), args)
-    return result
+# Family modules (they register their kernels in KERNELS and launch through ``launch``).
+from .boxes import box_pair  # noqa: E402

@@ -1,0 +1,37 @@
+"""JAX engine: pure ``jnp`` functions under ``jax.jit``; works on tracers (jit, vmap, grad).
+
+String and shape options are static arguments, values are traced, so a call with the same shapes
+and dtypes never retraces.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+name = "jax"
+
+
+def namespace() -> Any:
+    return jnp
+
+
+def asarray(x: Any) -> Any:
+    return x if isinstance(x, (jax.Array, jax.core.Tracer)) else jnp.asarray(x)
+
+
+def wide_float() -> np.dtype:
+    """float64 when x64 is enabled, otherwise float32 (jax would silently narrow it)."""
+    return np.dtype(jax.dtypes.canonicalize_dtype(np.float64))
+
+
+def describe() -> str:
+    devices = ", ".join(sorted({d.platform for d in jax.devices()}))
+    return f"jax {jax.__version__} on {devices}, x64 {'on' if jax.config.jax_enable_x64 else 'off'}"
+
+
+# Family modules.
+from .boxes import box_pair  # noqa: E402

@@ -1,0 +1,47 @@
+"""Numba engine: NumPy arrays (and nested lists) in, NumPy arrays out, compiled CPU loops.
+
+Every compiled function of every family module comes from :func:`kernel`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numba
+import numpy as np
+
+name = "numba"
+
+# Never no-NaN / no-inf: NaN must propagate exactly as NumPy does.
+FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+
+
+def kernel(*, parallel: bool = False) -> Callable[[Callable[..., Any]], Any]:
+    """The one decorator factory for every compiled function of this engine."""
+
+    def decorate(fn: Callable[..., Any]) -> Any:
+        return numba.njit(
+            cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH, parallel=parallel
+        )(fn)
+
+    return decorate
+
+
+def namespace() -> Any:
+    return np
+
+
+def asarray(x: Any) -> np.ndarray:
+    return np.asarray(x)
+
+
+def wide_float() -> np.dtype:
+    return np.dtype(np.float64)
+
+
+def describe() -> str:
+    return f"numba {numba.__version__}, {numba.get_num_threads()} threads"
+
+
+# Family modules (they import ``kernel`` from here).
+from .boxes import box_pair  # noqa: E402
