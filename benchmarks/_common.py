@@ -1,0 +1,94 @@
+"""Shared by every benchmark: timing (warm-up apart, median of repeats), machine facts, JSON, table."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict[str, Any]:
+    import numpy as np
+
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+    }
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return info
+
+
+def timeit(fn: Callable[[], Any], *, repeats: int = 7, min_time: float = 0.05,
+           sync: Callable[[Any], Any] | None = None) -> dict[str, float]:
+    """First call timed alone (compile, caches), then ``repeats`` timed calls after a warm-up.
+
+    Each repeat runs the call enough times to last ``min_time`` seconds; the per-call median and
+    the spread are reported in seconds.
+    """
+    finish = sync or (lambda r: r)
+    t0 = time.perf_counter()
+    finish(fn())
+    first = time.perf_counter() - t0
+    finish(fn())  # warm-up
+    t0 = time.perf_counter()
+    finish(fn())
+    once = max(time.perf_counter() - t0, 1e-9)
+    loops = max(1, int(min_time / once))
+    samples = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(loops):
+            result = fn()
+        finish(result)
+        samples.append((time.perf_counter() - t0) / loops)
+    return {
+        "first_call_s": first,
+        "median_s": statistics.median(samples),
+        "min_s": min(samples),
+        "max_s": max(samples),
+        "repeats": repeats,
+        "loops": loops,
+    }
+
+
+def write_json(name: str, payload: dict[str, Any], path: str | None = None) -> Path:
+    out = Path(path) if path else RESULTS_DIR / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(payload, indent=2, default=str))
+    return out
+
+
+def fmt_time(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.1f} us"
+    if seconds < 1:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds:.2f} s"
+
+
+def print_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> None:
+    """rows of dicts; columns as (key, header)."""
+    cells = [[str(r.get(k, "")) for k, _ in columns] for r in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h)
+              for i, (_, h) in enumerate(columns)]
+    print("  ".join(h.ljust(w) for (_, h), w in zip(columns, widths)))
+    print("  ".join("-" * w for w in widths))
+    for c in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(c, widths)))
