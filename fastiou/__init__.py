@@ -16,11 +16,27 @@ from .boxes import (
     generalized_box_iou,
     generalized_box_iou_loss,
 )
+from .masks import PackedMasks, mask_area, mask_ioa, mask_iou, masks_to_boxes, pack_masks
+from . import rle  # COCO run-length encoding: fastiou.rle.encode, .iou, ...
+from .semantic import (
+    MeanIoU,
+    confusion_matrix,
+    dice_from_confusion,
+    iou_from_confusion,
+    mean_iou,
+    mean_iou_compute,
+    mean_iou_confusion,
+    mean_iou_init,
+    mean_iou_merge,
+    mean_iou_update,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BackendInfo",
+    "MeanIoU",
+    "PackedMasks",
     "available_backends",
     "box_area",
     "box_convert",
@@ -28,9 +44,24 @@ __all__ = [
     "box_iou",
     "complete_box_iou",
     "complete_box_iou_loss",
+    "confusion_matrix",
+    "dice_from_confusion",
     "distance_box_iou",
     "distance_box_iou_loss",
     "generalized_box_iou",
     "generalized_box_iou_loss",
+    "iou_from_confusion",
     "iou_quality",
+    "mask_area",
+    "mask_ioa",
+    "mask_iou",
+    "masks_to_boxes",
+    "mean_iou",
+    "mean_iou_compute",
+    "mean_iou_confusion",
+    "mean_iou_init",
+    "mean_iou_merge",
+    "mean_iou_update",
+    "pack_masks",
+    "rle",
 ]

@@ -43,6 +43,17 @@ def _engine_of_type(tp: type) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=None)
+def _is_dask_type(tp: type) -> bool:
+    array = sys.modules.get("dask.array")
+    return array is not None and issubclass(tp, array.Array)
+
+
+def is_dask(x: Any) -> bool:
+    """Whether ``x`` is a Dask array (a collection of chunks, each with its own engine)."""
+    return _is_dask_type(type(x))
+
+
 def _type_name(x: Any) -> str:
     tp = type(x)
     return f"{tp.__module__}.{tp.__qualname__}"

@@ -47,14 +47,17 @@ def result_dtypes(
     such as JAX with x64 disabled, passes float32) and returned as float32.
     """
     kinds = {name: _numeric_kind(func, name, x) for name, x in arrays.items()}
-    any64 = any(np.dtype(x.dtype) == np.float64 for x in arrays.values())
+    # By kind and size, so that a non-native byte order ('>f8') still counts as float64.
+    any64 = any(np.dtype(x.dtype).kind == "f" and np.dtype(x.dtype).itemsize == 8
+                for x in arrays.values())
     out = np.dtype(np.float64 if any64 else np.float32)
     compute = np.dtype(wide) if (any64 or "i" in kinds.values()) else out
     return compute, out
 
 
-def box_format(func: str, fmt: Any, dims: int) -> str:
-    """Canonical format name ('xyxy', 'xywh' or 'cxcywh') for boxes of ``dims`` spatial dims."""
+def box_format(func: str, fmt: Any, dims: int, name: str = "fmt") -> str:
+    """Canonical format name ('xyxy', 'xywh' or 'cxcywh') for boxes of ``dims`` spatial dims;
+    ``name`` is the argument named in the error."""
     if isinstance(fmt, str):
         if fmt in BOX_FORMATS:
             return fmt
@@ -62,7 +65,8 @@ def box_format(func: str, fmt: Any, dims: int) -> str:
             return _BOX_FORMAT_ALIASES_3D[fmt]
     names = BOX_FORMATS + (tuple(_BOX_FORMAT_ALIASES_3D) if dims == 3 else ())
     raise ValueError(
-        f"{func}: fmt must be one of {', '.join(map(repr, names))} for {dims}D boxes, got {fmt!r}"
+        f"{func}: {name} must be one of {', '.join(map(repr, names))} for {dims}D boxes, "
+        f"got {fmt!r}"
     )
 
 
@@ -149,3 +153,265 @@ def out_array(func: str, out: Any, shape: tuple[int, ...], dtype: np.dtype) -> N
 
 def size(shape: tuple[int, ...]) -> int:
     return math.prod(shape)
+
+
+# --------------------------------------------------------------------------------------------
+# Semantic segmentation
+
+AVERAGES = ("macro", "micro", "weighted", "none")
+OUT_OF_RANGE = ("raise", "ignore")
+MAX_CLASSES = 46340  # num_classes**2 + 2 bins must stay below 2**31 (int32 indices on every engine)
+
+
+class LabelSpec(NamedTuple):
+    """Validated options of a confusion-matrix count."""
+
+    num_classes: int
+    ignore_index: int | None  # as given
+    ignore_active: bool  # ignore_index can equal a value of the target's dtype
+    raise_out_of_range: bool
+
+    @property
+    def bins(self) -> int:
+        """Flat counts: num_classes**2 cells, then ignored pixels, then out-of-range pixels."""
+        return self.num_classes * self.num_classes + 2
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def num_classes(func: str, value: Any) -> int:
+    if not _is_integer(value) or not 1 <= value <= MAX_CLASSES:
+        raise ValueError(
+            f"{func}: num_classes must be an integer in [1, {MAX_CLASSES}], got {value!r}"
+        )
+    return int(value)
+
+
+def ignore_index(func: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if not _is_integer(value):
+        raise TypeError(f"{func}: ignore_index must be an integer or None, got {value!r}")
+    if not -(2**63) <= value < 2**64:
+        raise ValueError(f"{func}: ignore_index must fit in 64 bits, got {value!r}")
+    return int(value)
+
+
+def out_of_range(func: str, value: Any) -> bool:
+    """True when out-of-range labels must raise, False when they are dropped."""
+    if value not in OUT_OF_RANGE:
+        raise ValueError(
+            f"{func}: out_of_range must be one of {', '.join(map(repr, OUT_OF_RANGE))}, "
+            f"got {value!r}"
+        )
+    return value == "raise"
+
+
+def average(func: str, value: Any) -> str:
+    if value not in AVERAGES:
+        raise ValueError(
+            f"{func}: average must be one of {', '.join(map(repr, AVERAGES))}, got {value!r}"
+        )
+    return value
+
+
+def label_maps(func: str, pred: Any, target: Any) -> None:
+    """Two integer label maps of the same shape (any shape, any integer dtype)."""
+    for name, x in (("pred", pred), ("target", target)):
+        if np.dtype(x.dtype).kind not in "iu":
+            raise TypeError(
+                f"{func}: {name} must hold integer class labels, got {describe(x)}; turn scores "
+                "into labels first (e.g. argmax over the class axis)"
+            )
+    if tuple(pred.shape) != tuple(target.shape):
+        raise ValueError(
+            f"{func}: pred and target must have the same shape, got pred with {describe(pred)} "
+            f"and target with {describe(target)}"
+        )
+
+
+def label_spec(
+    func: str, pred: Any, target: Any, classes: Any, ignore: Any, mode: Any
+) -> LabelSpec:
+    """Check label maps and the options ``num_classes``, ``ignore_index``, ``out_of_range``."""
+    label_maps(func, pred, target)
+    c = num_classes(func, classes)
+    ignore = ignore_index(func, ignore)
+    raise_ = out_of_range(func, mode)
+    active = False
+    if ignore is not None:
+        info = np.iinfo(np.dtype(target.dtype))
+        active = info.min <= ignore <= info.max
+    return LabelSpec(c, ignore, active, raise_)
+
+
+def outside_labels(x: Any, classes: int) -> Any:
+    """Where the labels ``x`` (any array library, traced too) fall outside [0, classes),
+    compared in their own dtype (no widened copy, no overflow of the bound)."""
+    info = np.iinfo(np.dtype(x.dtype))
+    out = x > min(classes - 1, int(info.max))
+    return out | (x < 0) if info.min < 0 else out
+
+
+def _listing(values: list[int], limit: int = 10) -> str:
+    shown = ", ".join(map(str, values[:limit]))
+    return shown + (f", ... ({len(values)} distinct values)" if len(values) > limit else "")
+
+
+def out_of_range_error(
+    func: str, spec: LabelSpec, pred_values: list[int], target_values: list[int]
+) -> ValueError:
+    """The error for labels outside [0, num_classes) (other than ignore_index in the target)."""
+    found = []
+    if target_values:
+        found.append(f"target holds {_listing(target_values)}")
+    if pred_values:
+        found.append(f"pred holds {_listing(pred_values)} (where target is not ignored)")
+    allowed = f"[0, {spec.num_classes})"
+    if spec.ignore_index is not None:
+        allowed += f" or, in target, ignore_index={spec.ignore_index}"
+    return ValueError(
+        f"{func}: labels must be in {allowed}, but {' and '.join(found)}; "
+        "pass out_of_range='ignore' to drop those pixels"
+    )
+
+
+def traced_out_of_range_error(func: str, count: int) -> ValueError:
+    return ValueError(
+        f"{func}: {count} pixel(s) had labels outside [0, num_classes) in an update made under "
+        "jax tracing (jit, vmap, pmap), where the values could not be named; check the labels "
+        "outside jit, or pass out_of_range='ignore' to drop them"
+    )
+
+
+def dask_backend(func: str, backend: Any) -> None:
+    if backend is not None:
+        raise TypeError(
+            f"{func}: backend={backend!r} cannot be combined with Dask arrays, whose chunks are "
+            "each counted by the engine of their own array type; convert the chunks instead (e.g. "
+            "x.map_blocks(cupy.asarray) to count them on GPUs)"
+        )
+
+
+def confusion(func: str, cm: Any) -> int:
+    """A square (C, C) matrix of counts; returns C."""
+    kind = np.dtype(cm.dtype).kind
+    if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or kind not in "iuf":
+        raise ValueError(
+            f"{func}: cm must be a square (C, C) matrix of integer or floating counts "
+            f"(rows = target, columns = prediction), got {describe(cm)}"
+        )
+    return int(cm.shape[0])
+
+
+def all_absent_message(func: str) -> str:
+    return (
+        f"{func}: no class occurs in target or prediction (empty input, every pixel ignored, or "
+        "only the ignored class); the mean IoU is NaN"
+    )
+
+
+def same_metric(func: str, mine: tuple[Any, ...], theirs: tuple[Any, ...]) -> None:
+    if mine != theirs:
+        raise ValueError(
+            f"{func}: can only merge a metric with the same (num_classes, ignore_index), got "
+            f"{mine} and {theirs}"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Masks
+
+DEFAULT_MEMORY_BUDGET = 256 * 2**20  # bytes of temporaries a mask call may hold at once
+
+
+class MaskSpec(NamedTuple):
+    """A validated dense mask array ``(..., H, W)``: how its pixels become foreground."""
+
+    batch: tuple[int, ...]  # every dimension before (H, W): (..., N) for a set of masks
+    height: int
+    width: int
+    rule: str  # 'bool' (as given), 'nonzero' (integers) or 'threshold' (value >= threshold)
+    threshold: float | None
+
+
+def mask_array(func: str, name: str, x: Any, *, threshold: Any, min_ndim: int) -> MaskSpec:
+    """Check a dense mask array ``(..., H, W)`` with at least ``min_ndim`` dimensions."""
+    dtype = np.dtype(x.dtype)
+    lead = "(..., N, H, W)" if min_ndim >= 3 else "(..., H, W)"
+    if x.ndim < min_ndim:
+        raise ValueError(f"{func}: {name} must have shape {lead}, got {describe(x)}")
+    if dtype.kind not in "biuf" and dtype.name != "bfloat16":
+        raise TypeError(
+            f"{func}: {name} must hold bool, integer or floating values, got {describe(x)}"
+        )
+    if threshold is not None:
+        if isinstance(threshold, (bool, np.bool_)) or not isinstance(
+            threshold, (int, float, np.integer, np.floating)
+        ) or math.isnan(threshold):
+            raise TypeError(f"{func}: threshold must be a real number or None, got {threshold!r}")
+        if dtype.kind == "b":
+            raise ValueError(
+                f"{func}: threshold={threshold!r} was given but {name} is a bool mask "
+                f"({describe(x)}), which is used as given; pass threshold=None"
+            )
+        rule = "threshold"
+    elif is_float_dtype(dtype):
+        raise ValueError(
+            f"{func}: {name} holds floating values ({describe(x)}); pass threshold= (foreground "
+            "is value >= threshold), or give bool or integer masks (non-zero is foreground)"
+        )
+    else:
+        rule = "bool" if dtype.kind == "b" else "nonzero"
+    *batch, height, width = (int(s) for s in x.shape)
+    return MaskSpec(tuple(batch), height, width, rule, None if threshold is None else float(threshold))
+
+
+class MaskPair(NamedTuple):
+    batch: tuple[int, ...]
+    n: int
+    m: int  # -1 when aligned
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        return self.batch + ((self.n,) if self.m < 0 else (self.n, self.m))
+
+
+def mask_pair(
+    func: str, shape1: tuple[int, ...], shape2: tuple[int, ...], *, aligned: Any
+) -> MaskPair:
+    """Check two mask sets of shapes ``(..., N, H, W)`` and ``(..., M, H, W)``."""
+    if not isinstance(aligned, (bool, np.bool_)):
+        raise TypeError(f"{func}: aligned must be a bool, got {aligned!r}")
+    if tuple(shape1[-2:]) != tuple(shape2[-2:]):
+        raise ValueError(
+            f"{func}: masks1 and masks2 must have the same (H, W), got masks of shape "
+            f"{tuple(shape1)} and {tuple(shape2)}"
+        )
+    try:
+        batch = tuple(np.broadcast_shapes(tuple(shape1[:-3]), tuple(shape2[:-3])))
+    except ValueError:
+        raise ValueError(
+            f"{func}: the leading (batch) dimensions of masks1 and masks2 must broadcast, got "
+            f"masks of shape {tuple(shape1)} and {tuple(shape2)}"
+        ) from None
+    n, m = shape1[-3], shape2[-3]
+    if aligned and n != m:
+        raise ValueError(
+            f"{func}: aligned=True needs as many masks in masks1 as in masks2, got masks of "
+            f"shape {tuple(shape1)} and {tuple(shape2)}"
+        )
+    return MaskPair(batch, n, -1 if aligned else m)
+
+
+def memory_budget(func: str, value: Any) -> int:
+    """Bytes of temporaries a mask call may use at once (None: the default)."""
+    if value is None:
+        return DEFAULT_MEMORY_BUDGET
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(
+            f"{func}: memory_budget must be a positive number of bytes or None, got {value!r}"
+        )
+    return int(value)

@@ -127,8 +127,10 @@ def distance_box_iou(
 ) -> Array:
     """Distance IoU (Zheng et al., 2020): ``IoU - ρ²(centres) / c²(enclosing diagonal)``.
 
-    2D boxes only (``Array[..., N, 4]``). Values in [-1, 1]; when the enclosing box has zero
-    diagonal the penalty is 0. Unlike torchvision no ``eps`` is added, so tiny boxes are exact.
+    2D boxes only (``Array[..., N, 4]``). Values in [-1, 1] for boxes that are not inverted (the
+    enclosing box spans the min corners to the max corners, as in torchvision, so an inverted
+    box's centre can lie outside it and give less); when the enclosing box has zero diagonal the
+    penalty is 0. Unlike torchvision no ``eps`` is added, so tiny boxes are exact.
     """
     return _pair("distance_box_iou", "diou", boxes1, boxes2, fmt=fmt, aligned=aligned,
                  zero_division=zero_division, backend=backend, out=out, dims=(2,))
@@ -142,6 +144,7 @@ def complete_box_iou(
 
     ``v = 4/π² (atan(w₂/h₂) - atan(w₁/h₁))²`` with ``atan(w/h)`` read as ``atan2(w, h)`` so that
     zero-height boxes are defined, and ``α = v / (1 - IoU + v)`` (0 when that is 0). 2D only.
+    Values in [-1.5, 1] for boxes that are not inverted: ``α v`` can reach 1/2 when DIoU nears -1.
     """
     return _pair("complete_box_iou", "ciou", boxes1, boxes2, fmt=fmt, aligned=aligned,
                  zero_division=zero_division, backend=backend, out=out, dims=(2,))
@@ -220,8 +223,8 @@ def box_convert(boxes: Array, in_fmt: str, out_fmt: str, *, backend: str | None 
     engine = _dispatch.backend_for(func, {"boxes": boxes}, backend)
     b = engine.asarray(boxes)
     dims = _validate.boxes(func, "boxes", b, min_ndim=1)
-    in_fmt = _validate.box_format(func, in_fmt, dims)
-    out_fmt = _validate.box_format(func, out_fmt, dims)
+    in_fmt = _validate.box_format(func, in_fmt, dims, "in_fmt")
+    out_fmt = _validate.box_format(func, out_fmt, dims, "out_fmt")
     compute, out = _validate.result_dtypes(func, {"boxes": b}, wide=engine.wide_float())
     xp = engine.namespace()
     corners = _formats.to_corners(xp, b.astype(compute), in_fmt)

@@ -90,11 +90,9 @@ def make_engine(name: str) -> Engine:
     if name == "cuda-harness":
         from cuda_harness import harness_runtime
 
-        from fastiou.backends import cupy_cuda
-
+        # session(): use_runtime(rt) for the CUDA engine, then fail on unwritten output elements
         rt = harness_runtime()
-        return Engine("cuda-harness", "cupy", np.asarray, np.ndarray,
-                      context=lambda: cupy_cuda.use_runtime(rt))
+        return Engine("cuda-harness", "cupy", np.asarray, np.ndarray, context=rt.session)
     if name == "cupy":
         if GPU_REASON is not None:
             pytest.skip(f"cupy engine needs a GPU: {GPU_REASON}")

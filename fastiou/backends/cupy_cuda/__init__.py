@@ -62,7 +62,9 @@ class CupyRuntime:
         if source not in self._modules:
             self._modules[source] = self.xp.RawModule(
                 code=read_source(source),
-                options=("--std=c++17", f"-I{CUDA_DIR}"),
+                # --fmad=false: no fused multiply-add, so products and sums round as in NumPy
+                # (a fused area + area - intersection can make IoU(a, a) differ from 1).
+                options=("--std=c++17", "--fmad=false", f"-I{CUDA_DIR}"),
                 name_expressions=KERNELS[source],
             )
         return self._modules[source]
@@ -123,7 +125,8 @@ def launch(source: str, kernel: str, grid: tuple[int, ...], block: tuple[int, ..
     checked = []
     for value, dtype in args:
         dtype = np.dtype(dtype)
-        if hasattr(value, "dtype") and getattr(value, "ndim", 0) > 0:
+        # Any array, 0-d included, is passed as a pointer; only NumPy/Python scalars are values.
+        if hasattr(value, "dtype") and not isinstance(value, np.generic):
             if value.dtype != dtype or not value.flags.c_contiguous:
                 raise AssertionError(
                     f"{kernel}: argument of dtype {value.dtype} (contiguous: "
@@ -142,3 +145,5 @@ def grid_1d(count: int) -> tuple[int]:
 
 # Family modules (they register their kernels in KERNELS and launch through ``launch``).
 from .boxes import box_pair  # noqa: E402
+from . import semantic  # noqa: E402
+from .masks import mask_boxes, mask_pair, pack_masks  # noqa: E402

@@ -20,7 +20,11 @@ def namespace() -> Any:
 
 
 def asarray(x: Any) -> Any:
-    return x if isinstance(x, (jax.Array, jax.core.Tracer)) else jnp.asarray(x)
+    if isinstance(x, (jax.Array, jax.core.Tracer)):
+        return x
+    if isinstance(x, np.ndarray) and not x.dtype.isnative:  # jax refuses non-native byte order
+        x = x.astype(x.dtype.newbyteorder("="))
+    return jnp.asarray(x)
 
 
 def wide_float() -> np.dtype:
@@ -35,3 +39,5 @@ def describe() -> str:
 
 # Family modules.
 from .boxes import box_pair  # noqa: E402
+from . import semantic  # noqa: E402
+from .masks import mask_boxes, mask_pair, pack_masks  # noqa: E402

@@ -12,8 +12,12 @@ import numpy as np
 
 name = "numba"
 
-# Never no-NaN / no-inf: NaN must propagate exactly as NumPy does.
-FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+# One fastmath set for every kernel. Never no-NaN / no-inf: NaN must propagate as NumPy does.
+# Nor 'reassoc', 'contract' or 'arcp': they change rounding (IoU(a, a) would miss 1 by an ulp,
+# COCO polygon rasterization would differ from pycocotools) and, with 'reassoc', LLVM folds
+# ``v - v`` to 0 even for NaN. Nor 'afn' (approximate libm calls). What is left cannot change a
+# result beyond the sign of a zero; vectorization does not need more (no float reductions here).
+FASTMATH = {"nsz"}
 
 
 def kernel(*, parallel: bool = False) -> Callable[[Callable[..., Any]], Any]:
@@ -45,3 +49,6 @@ def describe() -> str:
 
 # Family modules (they import ``kernel`` from here).
 from .boxes import box_pair  # noqa: E402
+from . import semantic  # noqa: E402
+from .masks import mask_boxes, mask_pair, pack_masks  # noqa: E402
+from . import rle  # noqa: E402  (host-side COCO RLE loops behind fastiou.rle)

@@ -9,6 +9,7 @@ both.
 from __future__ import annotations
 
 import math
+import types
 from typing import Any
 
 import numba
@@ -19,13 +20,19 @@ from ..._validate import BoxPair
 from . import kernel
 
 # --------------------------------------------------------------------------------------------
-# Scalar helpers. ``v - v`` is a typed zero for finite v and NaN for NaN, so no literal widens a
-# float32 computation to float64 and NaN is never dropped.
+# Scalar helpers. ``v - v`` is a typed zero for finite v, so no literal widens a float32
+# computation to float64; NaN is carried by comparisons, never by ``v - v``.
 
 
 @kernel()
 def _clamp0(v):
-    return v if v > 0 else v - v
+    return v - v if v <= 0 else v  # NaN <= 0 is false: NaN is returned as is
+
+
+@kernel()
+def _nan_of(value, other):
+    """``value``, or ``other`` when ``other`` is NaN."""
+    return value if other == other else other
 
 
 @kernel()
@@ -140,8 +147,8 @@ def _iou2(p, q, k):
 
 @kernel()
 def _ioa2(p, q, k):
-    # (q[4] - q[4]) is 0, or NaN when q has a NaN: keeps NaN even where area(p) == 0.
-    return _ratio(_inter2(p, q), p[4], k[0]) + (q[4] - q[4])
+    # q's area is NaN when q has a NaN: keeps NaN even where area(p) == 0.
+    return _nan_of(_ratio(_inter2(p, q), p[4], k[0]), q[4])
 
 
 @kernel()
@@ -153,29 +160,26 @@ def _giou2(p, q, k):
 
 
 @kernel()
-def _diou2(p, q, k):
-    inter = _inter2(p, q)
-    iou = _ratio(inter, p[4] + q[4] - inter, k[0])
-    # Centre distance and hull diagonal, both doubled so no literal 0.5 appears.
+def _centre_penalty2(p, q):
+    """Squared centre distance over squared hull diagonal (both doubled: no literal 0.5)."""
     dx = (p[0] + p[2]) - (q[0] + q[2])
     dy = (p[1] + p[3]) - (q[1] + q[3])
     hw = _hull(p[0], p[2], q[0], q[2])
     hh = _hull(p[1], p[3], q[1], q[3])
-    return iou - _div0(dx * dx + dy * dy, (hw + hw) * (hw + hw) + (hh + hh) * (hh + hh))
+    return _div0(dx * dx + dy * dy, (hw + hw) * (hw + hw) + (hh + hh) * (hh + hh))
+
+
+@kernel()
+def _diou2(p, q, k):
+    return _iou2(p, q, k) - _centre_penalty2(p, q)
 
 
 @kernel()
 def _ciou2(p, q, k):
-    inter = _inter2(p, q)
-    iou = _ratio(inter, p[4] + q[4] - inter, k[0])
-    dx = (p[0] + p[2]) - (q[0] + q[2])
-    dy = (p[1] + p[3]) - (q[1] + q[3])
-    hw = _hull(p[0], p[2], q[0], q[2])
-    hh = _hull(p[1], p[3], q[1], q[3])
-    diou = iou - _div0(dx * dx + dy * dy, (hw + hw) * (hw + hw) + (hh + hh) * (hh + hh))
+    iou = _iou2(p, q, k)
     da = p[5] - q[5]
     v = k[1] * da * da
-    return diou - _div0(v, k[2] - iou + v) * v
+    return iou - _centre_penalty2(p, q) - _div0(v, k[2] - iou + v) * v
 
 
 @kernel()
@@ -186,7 +190,7 @@ def _iou3(p, q, k):
 
 @kernel()
 def _ioa3(p, q, k):
-    return _ratio(_inter3(p, q), p[6], k[0]) + (q[6] - q[6])
+    return _nan_of(_ratio(_inter3(p, q), p[6], k[0]), q[6])
 
 
 @kernel()
@@ -207,33 +211,42 @@ def _giou3(p, q, k):
 _CHUNK = 4096  # columns per task, so that one row of a wide matrix still spreads over threads
 
 
-def _pairwise_kernel(load: Any, pair: Any) -> Any:
-    @kernel(parallel=True)
-    def run(a, c, consts, out):  # a (B, R, N) and c (B, R, M) columns, out (B, N, M)
-        n, m = out.shape[1], out.shape[2]
-        chunks = (m + _CHUNK - 1) // _CHUNK
-        k = (consts[0], consts[1], consts[2])
-        for task in numba.prange(out.shape[0] * n * chunks):
-            row, chunk = divmod(np.int64(task), chunks)  # prange may count unsigned
-            b, i = divmod(row, n)
-            p = load(a[b], i)
-            cb = c[b]
-            dst = out[b, i]
-            # An unsigned column index spares the negative-index check, so the loop vectorizes.
-            for j in range(np.uint64(chunk * _CHUNK), np.uint64(min(m, (chunk + 1) * _CHUNK))):
-                dst[j] = pair(p, load(cb, j), k)
-
-    return run
+# The two driver templates call ``load``/``row`` and ``pair``, which are not module globals: each
+# (op, dims) gets its own copy of the template whose globals bind them (see _specialize).
 
 
-def _aligned_kernel(row: Any, pair: Any) -> Any:
-    @kernel(parallel=True)
-    def run(b1, b2, consts, out):  # b1, b2 (K, 2d) corners, out (K,): one pass, no columns
-        k = (consts[0], consts[1], consts[2])
-        for i in numba.prange(out.shape[0]):
-            out[i] = pair(row(b1, i), row(b2, i), k)
+def _pairwise_template(a, c, consts, out):  # a (B, R, N) and c (B, R, M) columns, out (B, N, M)
+    n, m = out.shape[1], out.shape[2]
+    chunks = (m + _CHUNK - 1) // _CHUNK
+    k = (consts[0], consts[1], consts[2])
+    for task in numba.prange(out.shape[0] * n * chunks):
+        row, chunk = divmod(np.int64(task), chunks)  # prange may count unsigned
+        b, i = divmod(row, n)
+        p = load(a[b], i)  # noqa: F821
+        cb = c[b]
+        dst = out[b, i]
+        # An unsigned column index spares the negative-index check, so the loop vectorizes.
+        for j in range(np.uint64(chunk * _CHUNK), np.uint64(min(m, (chunk + 1) * _CHUNK))):
+            dst[j] = pair(p, load(cb, j), k)  # noqa: F821
 
-    return run
+
+def _aligned_template(b1, b2, consts, out):  # b1, b2 (K, 2d) corners, out (K,): one pass
+    k = (consts[0], consts[1], consts[2])
+    for i in numba.prange(out.shape[0]):
+        out[i] = pair(row(b1, i), row(b2, i), k)  # noqa: F821
+
+
+def _specialize(template: Any, name: str, **bound: Any) -> Any:
+    """A parallel kernel: ``template`` with ``bound`` added to its globals, under its own name.
+
+    Not a closure: Numba keys the on-disk cache entry of a closure by its pickled cells, and a
+    pickled dispatcher carries a uuid that is new in every process, so a closure over the formulas
+    would be recompiled by every process. Globals are not part of the key, and the distinct name
+    gives each variant its own cache index.
+    """
+    fn = types.FunctionType(template.__code__, {**template.__globals__, **bound}, name)
+    fn.__qualname__ = name
+    return kernel(parallel=True)(fn)
 
 
 _FORMULAS = {
@@ -249,10 +262,14 @@ _FORMULAS = {
 _LOADS = {2: _load2, 3: _load3}
 _ROWS = {2: _row2, 3: _row3}
 _COLUMNS = {2: (_columns2, 6), 3: (_columns3, 7)}
-_PAIRWISE = {key: _pairwise_kernel(_LOADS[key[1]], f) for key, f in _FORMULAS.items()}
+_PAIRWISE = {
+    (op, d): _specialize(_pairwise_template, f"_pairwise_{op}{d}", load=_LOADS[d], pair=f)
+    for (op, d), f in _FORMULAS.items()
+}
 _ALIGNED = {
-    key: _aligned_kernel(_row2_angle if key[0] == "ciou" else _ROWS[key[1]], f)
-    for key, f in _FORMULAS.items()
+    (op, d): _specialize(_aligned_template, f"_aligned_{op}{d}", pair=f,
+                         row=_row2_angle if op == "ciou" else _ROWS[d])
+    for (op, d), f in _FORMULAS.items()
 }
 
 

@@ -1,0 +1,151 @@
+"""Dense masks on the CUDA engine (kernels in ``fastiou/cuda/masks.cu``).
+
+Masks are packed on the device, straight from their own dtype (no conversion), to uint64 words, a
+warp per word (coalesced reads, bits gathered with ``__ballot_sync``); the pairwise kernel is a
+tiled popcount "matrix product" over the packed words and holds no temporaries. Masks that are not
+C-contiguous, and dtypes without a C++ type here (float16), are compared on the device a chunk of
+rows at a time and packed from the bool result.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..._validate import MaskPair, size
+from . import BLOCK, KERNELS, MAX_GRID_X, MAX_GRID_Y, grid_1d, launch, runtime
+
+BITS = 64
+WARP = 32  # the packing, counting and aligned kernels work a warp at a time
+PAIR_TILE, PAIR_THREADS = 64, 256  # as in masks.cu: a 64 x 64 tile of pairs per block
+SOURCE = "masks.cu"
+_RULES = {"nonzero": 0, "atleast": 1}
+_OPS = {"iou": 0, "ioa": 1}
+MASK_TYPES = {
+    np.dtype(np.bool_): "bool",
+    np.dtype(np.uint8): "unsigned char",
+    np.dtype(np.int8): "signed char",
+    np.dtype(np.uint16): "unsigned short",
+    np.dtype(np.int16): "short",
+    np.dtype(np.uint32): "unsigned int",
+    np.dtype(np.int32): "int",
+    np.dtype(np.uint64): "unsigned long long",
+    np.dtype(np.int64): "long long",
+    np.dtype(np.float32): "float",
+    np.dtype(np.float64): "double",
+}
+
+
+def _pack_kernel(dtype: Any, rule: str) -> str:
+    return f"fastiou::mask_pack<{MASK_TYPES[np.dtype(dtype)]}, {_RULES[rule]}>"
+
+
+def _pair_kernel(kind: str, op: str) -> str:
+    return f"fastiou::mask_{kind}<float, {_OPS[op]}>"
+
+
+KERNELS[SOURCE] = (
+    # bool masks are used as given: no threshold rule for them
+    tuple(_pack_kernel(t, rule) for t in MASK_TYPES for rule in _RULES
+          if not (t.kind == "b" and rule == "atleast"))
+    + tuple(_pair_kernel(kind, op) for kind in ("pairwise", "aligned") for op in _OPS)
+    + ("fastiou::mask_count", "fastiou::mask_boxes<float>")
+)
+
+
+def _launch_pack(rows: Any, rule: str, cut: Any, dst: Any) -> None:
+    """Pack C-contiguous mask rows (R, W) into the C-contiguous words (R, K)."""
+    dtype = np.dtype(rows.dtype)
+    count, width = rows.shape
+    nwords = dst.shape[1]
+    args = ((rows, dtype), (count, np.int64), (width, np.int64), (nwords, np.int64),
+            (0 if cut is None else cut, dtype), (dst, np.uint64))
+    launch(SOURCE, _pack_kernel(dtype, rule), grid_1d(count * nwords * WARP), (BLOCK,), args)
+
+
+def pack_masks(x: Any, *, rule: str, cut: Any, budget: int) -> tuple[Any, Any]:
+    """Masks (..., H, W) -> (words (..., H, K) uint64, area (...) int64)."""
+    xp = runtime().xp
+    *lead, height, width = x.shape
+    lead = tuple(lead)
+    nwords = (width + BITS - 1) // BITS
+    words = xp.zeros(lead + (height, nwords), dtype=np.uint64)
+    area = xp.zeros(lead, dtype=np.int64)
+    if rule == "none" or words.size == 0:
+        return words, area
+    flat_words = words.reshape(-1, nwords)
+    if np.dtype(x.dtype) in MASK_TYPES and x.flags.c_contiguous:
+        _launch_pack(x.reshape(-1, width), rule, cut, flat_words)
+    else:
+        # Strided masks, or a dtype without a C++ type here (float16): compare on the device a
+        # chunk of rows at a time (a bool temporary within the budget, never a copy of the
+        # values) and pack the bool rows.
+        chunk = max(1, budget // max(1, width))
+        start = 0
+        masks = [x] if not lead else (x[idx] for idx in np.ndindex(lead))
+        for mask in masks:
+            for r0 in range(0, height, chunk):
+                part = mask[r0 : r0 + chunk]
+                part = (part >= cut) if rule == "atleast" else (part != 0)
+                stop = start + part.shape[0]
+                _launch_pack(xp.ascontiguousarray(part), "nonzero", None, flat_words[start:stop])
+                start = stop
+    rows = size(lead)
+    args = ((words, np.uint64), (rows, np.int64), (height * nwords, np.int64), (area, np.int64))
+    launch(SOURCE, "fastiou::mask_count", grid_1d(rows * WARP), (BLOCK,), args)
+    return words, area
+
+
+def _flat(xp: Any, words: Any, area: Any, batch: tuple[int, ...]) -> tuple[Any, Any]:
+    n, height, k = words.shape[-3:]
+    w = xp.broadcast_to(words, batch + (n, height, k)).reshape(size(batch) * n, height * k)
+    a = xp.broadcast_to(area, batch + (n,)).reshape(-1)
+    return xp.ascontiguousarray(w), xp.ascontiguousarray(a)
+
+
+def mask_pair(
+    w1: Any, a1: Any, w2: Any, a2: Any, *, op: str, spec: MaskPair, zero_division: float,
+    budget: int,
+) -> Any:
+    """IoU or IoA of packed masks; the kernels hold no temporaries."""
+    xp = runtime().xp
+    out = xp.empty(spec.out_shape, dtype=np.float32)
+    if out.size == 0:
+        return out
+    f1, g1 = _flat(xp, w1, a1, spec.batch)
+    f2, g2 = _flat(xp, w2, a2, spec.batch)
+    nwords = f1.shape[-1]
+    zd = (zero_division, np.float64)
+    if spec.m < 0:
+        count = f1.shape[0]
+        args = ((f1, np.uint64), (g1, np.int64), (f2, np.uint64), (g2, np.int64),
+                (count, np.int64), (nwords, np.int64), zd, (out, np.float32))
+        launch(SOURCE, _pair_kernel("aligned", op), grid_1d(count * WARP), (BLOCK,), args)
+    else:
+        batch = size(spec.batch)
+        grid = (min(-(-spec.m // PAIR_TILE), MAX_GRID_X), min(-(-spec.n // PAIR_TILE), MAX_GRID_Y),
+                min(batch, MAX_GRID_Y))
+        args = ((f1, np.uint64), (g1, np.int64), (f2, np.uint64), (g2, np.int64),
+                (batch, np.int64), (spec.n, np.int64), (spec.m, np.int64), (nwords, np.int64),
+                zd, (out, np.float32))
+        launch(SOURCE, _pair_kernel("pairwise", op), grid, (PAIR_THREADS,), args)
+    return out
+
+
+def mask_boxes(words: Any, *, height: int, width: int) -> Any:
+    """Packed (..., H, K) -> boxes (..., 4) float32 'xyxy' in pixel edges."""
+    xp = runtime().xp
+    lead = tuple(words.shape[:-2])
+    out = xp.empty(lead + (4,), dtype=np.float32)
+    count = size(lead)
+    if count == 0:
+        return out
+    if height == 0 or words.shape[-1] == 0:
+        out[...] = 0
+        return out
+    w = xp.ascontiguousarray(words)
+    args = ((w, np.uint64), (count, np.int64), (height, np.int64), (words.shape[-1], np.int64),
+            (out, np.float32))
+    launch(SOURCE, "fastiou::mask_boxes<float>", grid_1d(count), (BLOCK,), args)
+    return out

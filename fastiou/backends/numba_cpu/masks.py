@@ -1,0 +1,241 @@
+"""Dense masks on the Numba engine: rows packed to uint64 words, intersections by popcount.
+
+Packing uses ``np.packbits`` (vectorized C) on chunks of rows whose temporaries fit the memory
+budget; the pairwise kernel then reads only the packed words (1/8 of a bool mask) and holds no
+temporaries at all, so its memory use is the packed inputs plus the output.
+"""
+
+from __future__ import annotations
+
+import sys
+from types import FunctionType
+from typing import Any
+
+import numba
+import numpy as np
+from numba import types
+from numba.extending import intrinsic
+
+from ..._validate import MaskPair, size
+from . import kernel
+
+BITS = 64
+_OPS = {"iou": 0, "ioa": 1}
+
+
+@intrinsic
+def popcount(typingctx: Any, x: Any) -> Any:
+    """Number of set bits of an unsigned integer (LLVM ``ctpop``: one instruction where the CPU
+    has it)."""
+    if not isinstance(x, types.Integer) or x.signed:
+        return None
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return builder.ctpop(args[0])
+
+    return x(x), codegen
+
+
+@intrinsic
+def trailing_zeros(typingctx: Any, x: Any) -> Any:
+    """Index of the lowest set bit (the argument must be non-zero)."""
+    if not isinstance(x, types.Integer) or x.signed:
+        return None
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return builder.cttz(args[0], context.get_constant(types.boolean, True))
+
+    return x(x), codegen
+
+
+@intrinsic
+def leading_zeros(typingctx: Any, x: Any) -> Any:
+    """Number of zero bits above the highest set bit (the argument must be non-zero)."""
+    if not isinstance(x, types.Integer) or x.signed:
+        return None
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return builder.ctlz(args[0], context.get_constant(types.boolean, True))
+
+    return x(x), codegen
+
+
+# --------------------------------------------------------------------------------------------
+# Kernels. Words are (R, L) rows of L uint64; an unsigned word index lets the loop vectorize.
+
+
+@kernel()
+def _count(a, c):
+    s = np.uint64(0)
+    for k in range(np.uint64(0), np.uint64(a.shape[0])):
+        s += popcount(a[k] & c[k])
+    return np.int64(s)
+
+
+def _areas(words, out):  # words (R, L) -> out (R,) int64
+    for r in numba.prange(words.shape[0]):
+        row = words[r]
+        s = np.uint64(0)
+        for k in range(np.uint64(0), np.uint64(row.shape[0])):
+            s += popcount(row[k])
+        out[r] = np.int64(s)
+
+
+@kernel()
+def _value(inter, area1, area2, op, zd):
+    den = area1 if op == 1 else area1 + area2 - inter
+    return inter / den if den != 0 else zd
+
+
+def _pairwise(w1, a1, w2, a2, op, zd, out):  # w1 (B, N, L), w2 (B, M, L), out (B, N, M)
+    n, m = w1.shape[1], w2.shape[1]
+    for task in numba.prange(w1.shape[0] * n):
+        b, i = divmod(np.int64(task), n)  # prange may count unsigned
+        a = w1[b, i]
+        area = a1[b, i]
+        second, areas2, dst = w2[b], a2[b], out[b, i]
+        for j in range(m):
+            dst[j] = _value(_count(a, second[j]), area, areas2[j], op, zd)
+
+
+def _aligned(w1, a1, w2, a2, op, zd, out):  # w1, w2 (K, L), out (K,)
+    for i in numba.prange(w1.shape[0]):
+        out[i] = _value(_count(w1[i], w2[i]), a1[i], a2[i], op, zd)
+
+
+def _boxes(words, out):  # words (R, H, K) -> out (R, 4) xyxy, pixel edges; empty -> 0
+    for r in numba.prange(words.shape[0]):
+        x0, y0, x1, y1 = np.int64(-1), np.int64(-1), np.int64(-1), np.int64(-1)
+        for y in range(words.shape[1]):
+            row = words[r, y]
+            first, last = np.int64(-1), np.int64(-1)
+            for k in range(row.shape[0]):
+                v = row[k]
+                if v != 0:
+                    if first < 0:
+                        first = k * 64 + np.int64(trailing_zeros(v))
+                    last = k * 64 + 63 - np.int64(leading_zeros(v))
+            if first >= 0:
+                if y0 < 0:
+                    y0, x0, x1 = y, first, last
+                x0 = min(x0, first)
+                x1 = max(x1, last)
+                y1 = y
+        if y0 < 0:
+            out[r, 0], out[r, 1], out[r, 2], out[r, 3] = 0, 0, 0, 0
+        else:
+            out[r, 0], out[r, 1], out[r, 2], out[r, 3] = x0, y0, x1 + 1, y1 + 1
+
+
+# Each driver in two builds. Waking the worker threads costs from tens of microseconds on an idle
+# machine to a scheduler time slice (several milliseconds) on a busy one, while a popcount kernel
+# gets through about 2**23 words a millisecond per core; so calls under PARALLEL_WORK words (a
+# few milliseconds of work) run on the calling thread.
+# The serial build compiles a copy with its own qualified name: Numba's on-disk cache tells
+# functions apart by name and bytecode, not by compile flags.
+PARALLEL_WORK = 1 << 26
+
+
+def _serial_copy(fn: Any) -> Any:
+    copy = FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial")
+    copy.__qualname__ = fn.__qualname__ + "_serial"
+    return copy
+
+
+_DRIVERS = {
+    fn.__name__: (kernel()(_serial_copy(fn)), kernel(parallel=True)(fn))
+    for fn in (_areas, _pairwise, _aligned, _boxes)
+}
+
+
+def _driver(name: str, work: int) -> Any:
+    return _DRIVERS[name][work >= PARALLEL_WORK]
+
+
+# --------------------------------------------------------------------------------------------
+# Host side.
+
+
+def _rows_of(x: np.ndarray) -> tuple[np.ndarray, ...]:
+    """x (..., H, W) as 2D (rows, W) views without copying: one view if the leading dimensions
+    collapse, otherwise one per mask."""
+    width = x.shape[-1]
+    if x.ndim == 2:
+        return (x,)
+    collapsible = all(
+        x.strides[d] == x.strides[d + 1] * x.shape[d + 1] for d in range(x.ndim - 2)
+    )
+    if collapsible:
+        return (np.lib.stride_tricks.as_strided(
+            x, (size(x.shape[:-1]), width), x.strides[-2:], writeable=False
+        ),)
+    return tuple(x[idx] for idx in np.ndindex(x.shape[:-2]))
+
+
+def pack_masks(x: np.ndarray, *, rule: str, cut: Any, budget: int) -> tuple[np.ndarray, np.ndarray]:
+    """Masks (..., H, W) -> (words (..., H, K) uint64, area (...) int64)."""
+    *lead, height, width = x.shape
+    k = (width + BITS - 1) // BITS
+    words = np.zeros(tuple(lead) + (height, k), dtype=np.uint64)
+    if rule != "none" and words.size:
+        dst = words.reshape(-1, k).view(np.uint8)  # (rows, 8 k) bytes, little-endian words
+        nbytes = (width + 7) // 8
+        # Per row: the packed bytes, plus a bool row when the threshold must be applied first.
+        per_row = nbytes + (width if rule == "atleast" else 0)
+        chunk = max(1, budget // max(1, per_row))
+        start = 0
+        for rows in _rows_of(x):
+            for r0 in range(0, rows.shape[0], chunk):
+                part = rows[r0 : r0 + chunk]
+                if rule == "atleast":
+                    part = np.greater_equal(part, cut)
+                stop = start + part.shape[0]
+                # packbits reads any non-zero integer as 1 and pads the last byte with zeros.
+                dst[start:stop, :nbytes] = np.packbits(part, axis=-1, bitorder="little")
+                start = stop
+        if sys.byteorder == "big":
+            words.byteswap(inplace=True)
+    area = np.empty(tuple(lead), dtype=np.int64)
+    if area.size:
+        _driver("_areas", words.size)(words.reshape(area.size, -1), area.reshape(-1))
+    return words, area
+
+
+def _flat(words: np.ndarray, area: np.ndarray, batch: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Packed (..., N, H, K) broadcast to ``batch`` -> contiguous (B, N, H * K) and (B, N)."""
+    n, height, k = words.shape[-3:]
+    count = size(batch)
+    w = np.broadcast_to(words, batch + (n, height, k)).reshape(count, n, height * k)
+    a = np.broadcast_to(area, batch + (n,)).reshape(count, n)
+    return np.ascontiguousarray(w), np.ascontiguousarray(a)
+
+
+def mask_pair(
+    w1: np.ndarray, a1: np.ndarray, w2: np.ndarray, a2: np.ndarray, *, op: str, spec: MaskPair,
+    zero_division: float, budget: int,
+) -> np.ndarray:
+    """IoU or IoA of packed masks; the kernels hold no temporaries (``budget`` has nothing to
+    bound here)."""
+    out = np.empty(spec.out_shape, dtype=np.float32)
+    if out.size == 0:
+        return out
+    f1, g1 = _flat(w1, a1, spec.batch)
+    f2, g2 = _flat(w2, a2, spec.batch)
+    if spec.m < 0:
+        shape = (f1.shape[0] * f1.shape[1], f1.shape[2])
+        _driver("_aligned", f1.size)(f1.reshape(shape), g1.reshape(-1), f2.reshape(shape),
+                                     g2.reshape(-1), _OPS[op], zero_division, out.reshape(-1))
+    else:
+        _driver("_pairwise", f1.size * spec.m)(f1, g1, f2, g2, _OPS[op], zero_division,
+                                               out.reshape(-1, spec.n, spec.m))
+    return out
+
+
+def mask_boxes(words: np.ndarray, *, height: int, width: int) -> np.ndarray:
+    """Packed (..., H, K) -> boxes (..., 4) float32 'xyxy' in pixel edges."""
+    lead = words.shape[:-2]
+    out = np.empty(lead + (4,), dtype=np.float32)
+    if out.size:
+        flat = np.ascontiguousarray(words).reshape(size(lead), height, words.shape[-1])
+        _driver("_boxes", flat.size)(flat, out.reshape(-1, 4))
+    return out

@@ -1,0 +1,651 @@
+"""COCO run-length encoding on the Numba engine: the loops behind :mod:`fastiou.rle`.
+
+RLE is host-side work (run lists of varying length, strings), so it only has a CPU
+implementation. A set of RLEs is held as flat ``counts`` (int64) with ``offsets`` (N + 1): the runs
+of RLE ``i`` are ``counts[offsets[i]:offsets[i + 1]]``, in column-major order, starting with
+background. Kernels that can fail return an error code per RLE; the caller turns it into a
+ValueError naming the RLE.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numba
+import numpy as np
+
+from . import kernel
+from .masks import _serial_copy, popcount, trailing_zeros
+
+# Error codes of the string decoder and of the run checks.
+OK, BAD_CHAR, TRUNCATED, OVERFLOW, NEGATIVE, WRONG_TOTAL = 0, 1, 2, 3, 4, 5
+
+# At least this many pixels (or runs) before a call starts worker threads.
+PARALLEL_WORK = 1 << 27
+
+
+def _twins(fn: Any) -> tuple[Any, Any]:
+    """(serial, parallel) builds, as the mask drivers have."""
+    return kernel()(_serial_copy(fn)), kernel(parallel=True)(fn)
+
+
+# --------------------------------------------------------------------------------------------
+# Encoding dense masks. Each mask is first packed column by column (bit y % 64 of word
+# [y // 64, x] is pixel (y, x)), reading the C-ordered rows contiguously and writing contiguous
+# words, so the loop vectorizes; the runs are then the positions where a bit differs from the
+# previous pixel in column-major order, found a word at a time.
+
+
+@kernel()
+def _pack_columns(mask, rule, cut, bits):  # mask (H, W), bits (KH, W) zeroed
+    height, width = mask.shape
+    for y in range(height):
+        row = mask[y]
+        dst = bits[y // 64]
+        shift = np.uint64(y % 64)
+        for x in range(np.uint64(0), np.uint64(width)):
+            on = (row[x] >= cut) if rule == 1 else (row[x] != 0)
+            dst[x] |= np.uint64(on) << shift
+
+
+@kernel()
+def _changes(bits, height, k, prev):
+    """Word k of a column: bit i set where pixel 64 k + i differs from the pixel before it
+    (``prev`` is the last pixel before this word); returns (changes, last pixel)."""
+    w = bits[k]
+    valid = min(64, height - 64 * k)
+    keep = np.uint64(0xFFFFFFFFFFFFFFFF) >> np.uint64(64 - valid)
+    changed = (w ^ ((w << np.uint64(1)) | prev)) & keep
+    return changed, (w >> np.uint64(valid - 1)) & np.uint64(1)
+
+
+def _encode_count(masks, rule, cut, bits, runs):  # masks (N, H, W), bits (N, KH, W)
+    height = masks.shape[1]
+    words = bits.shape[1]
+    for i in numba.prange(masks.shape[0]):
+        _pack_columns(masks[i], rule, cut, bits[i])
+        total = np.int64(1)
+        prev = np.uint64(0)
+        for x in range(bits.shape[2]):
+            column = bits[i, :, x]
+            for k in range(words):
+                changed, prev = _changes(column, height, k, prev)
+                total += np.int64(popcount(changed))
+        runs[i] = total
+
+
+@kernel()
+def _put(value, buf, pos):
+    """One count of the compressed string format: 5 bits a character, low bits first, bit 5 set
+    while more follow, sign-extended from bit 4 of the last character, offset by '0' (48)."""
+    more = True
+    while more:
+        c = value & 0x1F
+        value >>= 5
+        more = (value != -1) if (c & 0x10) else (value != 0)
+        if more:
+            c |= 0x20
+        buf[pos] = c + 48
+        pos += 1
+    return pos
+
+
+@kernel()
+def _put_count(index, count, before2, buf, pos):
+    # From the fourth count on, each is stored as its difference with the count two before.
+    return _put(count - before2 if index > 2 else count, buf, pos)
+
+
+def _encode_write(bits, height, offsets, buf, lengths):  # buf: 7 characters a run at most
+    words = bits.shape[1]
+    size = np.int64(height) * bits.shape[2]
+    for i in numba.prange(bits.shape[0]):
+        start = np.int64(offsets[i]) * 7
+        pos = start
+        index = np.int64(0)
+        last = np.int64(0)  # position where the current run started
+        c1, c2 = np.int64(0), np.int64(0)  # the previous two counts
+        prev = np.uint64(0)
+        for x in range(bits.shape[2]):
+            column = bits[i, :, x]
+            base = np.int64(x) * height
+            for k in range(words):
+                changed, prev = _changes(column, height, k, prev)
+                while changed != 0:
+                    at = base + 64 * k + np.int64(trailing_zeros(changed))
+                    changed &= changed - np.uint64(1)
+                    count = at - last
+                    pos = _put_count(index, count, c2, buf, pos)
+                    c2, c1 = c1, count
+                    index += 1
+                    last = at
+        pos = _put_count(index, size - last, c2, buf, pos)
+        lengths[i] = pos - start
+
+
+_ENCODE_COUNT = _twins(_encode_count)
+_ENCODE_WRITE = _twins(_encode_write)
+
+
+# Masks are encoded in chunks whose column bits (1/8 of a bool mask) stay under this many bytes.
+ENCODE_CHUNK_BYTES = 64 * 2**20
+
+
+def encode(masks: np.ndarray, rule: str, cut: Any) -> list[bytes]:
+    """Dense masks (N, H, W) in any layout -> one compressed string per mask."""
+    n, height, width = masks.shape
+    if n == 0:
+        return []
+    if height * width == 0:
+        return [b"0"] * n
+    if rule == "none":
+        empty = bytearray()
+        return [bytes(_put_py(height * width, empty))] * n
+    per_mask = 8 * width * ((height + 63) // 64)
+    chunk = max(1, ENCODE_CHUNK_BYTES // per_mask)
+    if n > chunk:
+        return [s for i in range(0, n, chunk) for s in encode(masks[i : i + chunk], rule, cut)]
+    kh = (height + 63) // 64
+    bits = np.zeros((n, kh, width), dtype=np.uint64)
+    runs = np.empty(n, dtype=np.int64)
+    parallel = masks.size >= PARALLEL_WORK
+    flag = 1 if rule == "atleast" else 0
+    cut = masks.dtype.type(0) if cut is None else cut
+    _ENCODE_COUNT[parallel](masks, flag, cut, bits, runs)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(runs, out=offsets[1:])
+    buf = np.empty(int(offsets[-1]) * 7, dtype=np.uint8)
+    lengths = np.empty(n, dtype=np.int64)
+    _ENCODE_WRITE[parallel](bits, height, offsets, buf, lengths)
+    raw = buf.tobytes()
+    return [raw[7 * o : 7 * o + ln] for o, ln in zip(offsets[:-1].tolist(), lengths.tolist())]
+
+
+def _put_py(value: int, out: bytearray) -> bytearray:
+    """The one-count string of an all-background mask, without compiling anything."""
+    more = True
+    while more:
+        c = value & 0x1F
+        value >>= 5
+        more = (value != -1) if (c & 0x10) else (value != 0)
+        out.append((c | 0x20 if more else c) + 48)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Strings to runs, and checks of runs.
+
+
+@kernel()
+def _string_counts(buf, starts, ends, numbers):
+    """How many counts each string holds; -1 where a character is outside '0'..'o'."""
+    for i in range(starts.shape[0]):
+        total = np.int64(0)
+        for p in range(starts[i], ends[i]):
+            c = np.int64(buf[p]) - 48
+            if c < 0 or c > 63:
+                total = -1
+                break
+            if (c & 0x20) == 0:
+                total += 1
+        numbers[i] = total
+
+
+@kernel()
+def _check_runs(counts, lo, hi, total):
+    s = np.int64(0)
+    for j in range(lo, hi):
+        if counts[j] < 0:
+            return NEGATIVE
+        s += counts[j]
+    return OK if s == total else WRONG_TOTAL
+
+
+@kernel()
+def _decode_strings(buf, starts, ends, offsets, totals, counts, errors):
+    for i in range(starts.shape[0]):
+        m = offsets[i]
+        p = starts[i]
+        err = OK
+        while p < ends[i]:
+            x = np.int64(0)
+            k = 0
+            more = True
+            while more:
+                if p >= ends[i]:
+                    err = TRUNCATED
+                    break
+                if k >= 12:  # more than 60 bits: no valid count is that long
+                    err = OVERFLOW
+                    break
+                c = np.int64(buf[p]) - 48
+                x |= (c & 0x1F) << (5 * k)
+                more = (c & 0x20) != 0
+                p += 1
+                k += 1
+                if not more and (c & 0x10) != 0:
+                    x |= np.int64(-1) << (5 * k)
+            if err != OK:
+                break
+            if m - offsets[i] > 2:
+                x += counts[m - 2]
+            counts[m] = x
+            m += 1
+        if err == OK:
+            err = _check_runs(counts, offsets[i], offsets[i + 1], totals[i])
+        errors[i] = err
+
+
+def decode_strings(strings: list[bytes], totals: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Compressed strings -> (counts, offsets, error code per string)."""
+    n = len(strings)
+    buf = np.frombuffer(b"".join(strings), dtype=np.uint8) if n else np.empty(0, np.uint8)
+    lengths = np.fromiter((len(s) for s in strings), dtype=np.int64, count=n)
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
+    numbers = np.empty(n, dtype=np.int64)
+    errors = np.zeros(n, dtype=np.int64)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    if n == 0:
+        return np.empty(0, np.int64), offsets, errors
+    _string_counts(buf, starts, ends, numbers)
+    errors[numbers < 0] = BAD_CHAR
+    np.cumsum(np.maximum(numbers, 0), out=offsets[1:])
+    counts = np.zeros(int(offsets[-1]), dtype=np.int64)
+    good = errors == OK
+    if good.any():
+        sub_errors = np.zeros(n, dtype=np.int64)
+        # Strings with a bad character are skipped (empty range).
+        s_ends = np.where(good, ends, starts)
+        _decode_strings(buf, starts, s_ends, offsets, totals, counts, sub_errors)
+        errors = np.where(good, sub_errors, errors)
+    return counts, offsets, errors
+
+
+@kernel()
+def _check_all(counts, offsets, totals, errors):
+    for i in range(totals.shape[0]):
+        errors[i] = _check_runs(counts, offsets[i], offsets[i + 1], totals[i])
+
+
+def check_runs(counts: np.ndarray, offsets: np.ndarray, totals: np.ndarray) -> np.ndarray:
+    errors = np.zeros(totals.shape[0], dtype=np.int64)
+    if totals.shape[0]:
+        _check_all(counts, offsets, totals, errors)
+    return errors
+
+
+@kernel()
+def _compress(counts, offsets, buf, lengths):
+    for i in range(offsets.shape[0] - 1):
+        start = offsets[i] * 7
+        pos = start
+        lo = offsets[i]
+        for j in range(lo, offsets[i + 1]):
+            pos = _put_count(j - lo, counts[j], counts[j - 2] if j - lo > 2 else 0, buf, pos)
+        lengths[i] = pos - start
+
+
+def compress(counts: np.ndarray, offsets: np.ndarray) -> list[bytes]:
+    """Runs -> compressed strings (counts must fit in 32 bits, as pycocotools stores them)."""
+    n = offsets.shape[0] - 1
+    buf = np.empty(max(1, int(offsets[-1]) * 7), dtype=np.uint8)
+    lengths = np.empty(n, dtype=np.int64)
+    if n:
+        _compress(counts, offsets, buf, lengths)
+    raw = buf.tobytes()
+    return [raw[7 * o : 7 * o + ln] for o, ln in zip(offsets[:-1].tolist(), lengths.tolist())]
+
+
+# --------------------------------------------------------------------------------------------
+# Decoding, areas, boxes.
+
+
+def _decode(counts, offsets, height, out):  # out (N, H, W) zeroed
+    for i in numba.prange(offsets.shape[0] - 1):
+        pos = np.int64(0)
+        on = False
+        for j in range(offsets[i], offsets[i + 1]):
+            c = counts[j]
+            if on and c > 0:
+                x, y = divmod(pos, height)
+                left = c
+                while left > 0:  # one column at a time
+                    take = min(left, height - y)
+                    for yy in range(y, y + take):
+                        out[i, yy, x] = True
+                    left -= take
+                    x += 1
+                    y = 0
+            pos += c
+            on = not on
+
+
+_DECODE = _twins(_decode)
+
+
+def decode(counts: np.ndarray, offsets: np.ndarray, height: int, width: int) -> np.ndarray:
+    n = offsets.shape[0] - 1
+    out = np.zeros((n, height, width), dtype=np.bool_)
+    if out.size:
+        _DECODE[out.size >= PARALLEL_WORK](counts, offsets, height, out)
+    return out
+
+
+@kernel()
+def _areas(counts, offsets, out):
+    for i in range(out.shape[0]):
+        s = np.int64(0)
+        for j in range(offsets[i] + 1, offsets[i + 1], 2):
+            s += counts[j]
+        out[i] = s
+
+
+def areas(counts: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    out = np.empty(offsets.shape[0] - 1, dtype=np.int64)
+    if out.size:
+        _areas(counts, offsets, out)
+    return out
+
+
+@kernel()
+def _bboxes(counts, offsets, heights, out):
+    """xywh boxes, float64; (0, 0, 0, 0) for an empty RLE. A foreground run that spans two
+    columns or more covers rows 0 and h - 1."""
+    for i in range(out.shape[0]):
+        h = heights[i]
+        x0, y0, x1, y1 = np.int64(-1), h, np.int64(-1), np.int64(-1)
+        pos = np.int64(0)
+        on = False
+        for j in range(offsets[i], offsets[i + 1]):
+            c = counts[j]
+            if on and c > 0:
+                xa, ya = divmod(pos, h)
+                xb, yb = divmod(pos + c - 1, h)
+                if x0 < 0:
+                    x0 = xa
+                x1 = xb
+                if xb > xa:
+                    y0, y1 = 0, h - 1
+                else:
+                    y0, y1 = min(y0, ya), max(y1, yb)
+            pos += c
+            on = not on
+        if x1 < 0:
+            out[i, 0], out[i, 1], out[i, 2], out[i, 3] = 0.0, 0.0, 0.0, 0.0
+        else:
+            out[i, 0], out[i, 1], out[i, 2], out[i, 3] = x0, y0, x1 - x0 + 1, y1 - y0 + 1
+
+
+def bboxes(counts: np.ndarray, offsets: np.ndarray, heights: np.ndarray) -> np.ndarray:
+    out = np.empty((offsets.shape[0] - 1, 4), dtype=np.float64)
+    if out.size:
+        _bboxes(counts, offsets, heights, out)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Merging and IoU, on the runs.
+
+
+@kernel()
+def _merge2(a, b, intersect, out):
+    """Union (or intersection) of two run lists of the same total; canonical runs into ``out``
+    (its length is at least len(a) + len(b)); returns how many."""
+    ia, ib = 0, 0
+    ca, cb = a[0], b[0]
+    va, vb = False, False
+    value = False  # value of the run being built
+    run = np.int64(0)
+    m = 0
+    while True:
+        # Skip exhausted runs (zero-length runs included).
+        while ca == 0 and ia + 1 < a.shape[0]:
+            ia += 1
+            ca = a[ia]
+            va = not va
+        while cb == 0 and ib + 1 < b.shape[0]:
+            ib += 1
+            cb = b[ib]
+            vb = not vb
+        if ca == 0 or cb == 0:
+            break
+        step = min(ca, cb)
+        v = (va and vb) if intersect else (va or vb)
+        if v != value:
+            out[m] = run
+            m += 1
+            run = np.int64(0)
+            value = v
+        run += step
+        ca -= step
+        cb -= step
+    out[m] = run
+    return m + 1
+
+
+@kernel()
+def _merge_all(counts, offsets, intersect, out, scratch):
+    """Fold _merge2 over every RLE; returns the number of runs in ``out``."""
+    lo, hi = offsets[0], offsets[1]
+    m = hi - lo
+    out[:m] = counts[lo:hi]
+    for i in range(1, offsets.shape[0] - 1):
+        lo, hi = offsets[i], offsets[i + 1]
+        k = _merge2(out[:m], counts[lo:hi], intersect, scratch)
+        out[:k] = scratch[:k]
+        m = k
+    return m
+
+
+def merge(counts: np.ndarray, offsets: np.ndarray, intersect: bool) -> np.ndarray:
+    """Runs of the union (or intersection) of every RLE; canonical (no empty run but the first)."""
+    size = int(offsets[-1])
+    out = np.empty(size + 2, dtype=np.int64)
+    scratch = np.empty(size + 2, dtype=np.int64)
+    m = _merge_all(counts, offsets, intersect, out, scratch)
+    return out[:m].copy()
+
+
+@kernel()
+def _intervals(counts, offsets, starts, ends, bounds):
+    """Foreground runs as [start, end) positions in column-major order; ``bounds`` (N + 1) tells
+    where each RLE's begin."""
+    n = 0
+    for i in range(offsets.shape[0] - 1):
+        bounds[i] = n
+        pos = np.int64(0)
+        on = False
+        for j in range(offsets[i], offsets[i + 1]):
+            c = counts[j]
+            if on and c > 0:
+                if n > bounds[i] and ends[n - 1] == pos:  # joined across an empty run
+                    ends[n - 1] = pos + c
+                else:
+                    starts[n] = pos
+                    ends[n] = pos + c
+                    n += 1
+            pos += c
+            on = not on
+    bounds[offsets.shape[0] - 1] = n
+
+
+def intervals(counts: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    size = counts.shape[0] // 2 + 1
+    starts = np.empty(size, dtype=np.int64)
+    ends = np.empty(size, dtype=np.int64)
+    bounds = np.empty(offsets.shape[0], dtype=np.int64)
+    _intervals(counts, offsets, starts, ends, bounds)
+    return starts, ends, bounds
+
+
+@kernel()
+def _first_ending_after(ends, lo, hi, pos):
+    """First index in [lo, hi) whose end is past ``pos`` (ends are increasing)."""
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if ends[mid] <= pos:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@kernel()
+def _intersection(sa, ea, a0, a1, sb, eb, b0, b1, first, last):
+    """Pixels shared by two interval lists, looking only at positions in [first, last)."""
+    i = _first_ending_after(ea, a0, a1, first)
+    j = _first_ending_after(eb, b0, b1, first)
+    inter = np.int64(0)
+    while i < a1 and j < b1:
+        s1, e1, s2, e2 = sa[i], ea[i], sb[j], eb[j]
+        if s1 >= last or s2 >= last:
+            break
+        overlap = min(e1, e2) - max(s1, s2)
+        inter += max(overlap, 0)
+        if e1 <= e2:
+            i += 1
+        else:
+            j += 1
+    return inter
+
+
+@kernel()
+def _overlaps(p, q):
+    """True when two xywh boxes share a pixel."""
+    return (min(p[0] + p[2], q[0] + q[2]) > max(p[0], q[0])
+            and min(p[1] + p[3], q[1] + q[3]) > max(p[1], q[1]))
+
+
+def _iou(ds, de, dbounds, da, db, gs, ge, gbounds, ga, gb, height, crowd, zd, out):
+    """out[d, g]: IoU of detection d with ground truth g, or with a crowd g the intersection over
+    the area of d. Only the columns both boxes span are walked; pairs whose boxes do not overlap
+    share no pixel."""
+    for d in numba.prange(out.shape[0]):
+        for g in range(out.shape[1]):
+            inter = np.int64(0)
+            p, q = db[d], gb[g]
+            if _overlaps(p, q):
+                first = np.int64(max(p[0], q[0])) * height
+                last = np.int64(min(p[0] + p[2], q[0] + q[2])) * height
+                inter = _intersection(ds, de, dbounds[d], dbounds[d + 1],
+                                      gs, ge, gbounds[g], gbounds[g + 1], first, last)
+            union = da[d] if crowd[g] else da[d] + ga[g] - inter
+            out[d, g] = inter / union if union != 0 else zd
+
+
+_IOU = _twins(_iou)
+
+
+def iou(dt: tuple[np.ndarray, ...], gt: tuple[np.ndarray, ...], height: int, crowd: np.ndarray,
+        zero_division: float) -> np.ndarray:
+    """dt, gt: (counts, offsets, areas, boxes) of each set, all RLEs of the given height."""
+    n, m = dt[1].shape[0] - 1, gt[1].shape[0] - 1
+    out = np.empty((n, m), dtype=np.float64)
+    if out.size:
+        work = int(dt[0].shape[0]) * m + int(gt[0].shape[0]) * n
+        d = intervals(dt[0], dt[1]) + dt[2:]
+        g = intervals(gt[0], gt[1]) + gt[2:]
+        _IOU[work >= PARALLEL_WORK](*d, *g, height, crowd, zero_division, out)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Polygons: COCO's rasterization, so that the runs are exactly those of pycocotools. The polygon
+# is scaled by 5 and walked densely along its edges; every step of the walk that changes column
+# on the fine grid at a pixel centre of the coarse grid marks the first row inside the polygon in
+# that column (or the first row past it); sorted, those marks are the run boundaries. This relies
+# on the engine's fastmath set allowing no fused multiply-add, which would round some walk steps
+# differently from COCO's C.
+
+_SCALE = 5.0
+
+
+@kernel()
+def _c_int(v):
+    """A C cast from double to int: truncation toward zero."""
+    return np.int64(math.trunc(v))
+
+
+@kernel()
+def _polygon_runs(xy, height, width):  # xy (K, 2) float64 -> runs
+    k = xy.shape[0]
+    xs = np.empty(k + 1, dtype=np.int64)
+    ys = np.empty(k + 1, dtype=np.int64)
+    for j in range(k):
+        xs[j] = _c_int(_SCALE * xy[j, 0] + 0.5)
+        ys[j] = _c_int(_SCALE * xy[j, 1] + 0.5)
+    xs[k], ys[k] = xs[0], ys[0]
+    steps = 0
+    for j in range(k):
+        steps += max(abs(xs[j] - xs[j + 1]), abs(ys[j] - ys[j + 1])) + 1
+    u = np.empty(steps, dtype=np.int64)
+    v = np.empty(steps, dtype=np.int64)
+    m = 0
+    for j in range(k):
+        x_start, x_end, y_start, y_end = xs[j], xs[j + 1], ys[j], ys[j + 1]
+        dx, dy = abs(x_end - x_start), abs(y_start - y_end)
+        flip = (dx >= dy and x_start > x_end) or (dx < dy and y_start > y_end)
+        if flip:
+            x_start, x_end = x_end, x_start
+            y_start, y_end = y_end, y_start
+        if dx >= dy:
+            slope = (y_end - y_start) / dx if dx != 0 else 0.0
+            for d in range(dx + 1):
+                t = dx - d if flip else d
+                u[m] = t + x_start
+                v[m] = _c_int(y_start + slope * t + 0.5)
+                m += 1
+        else:
+            slope = (x_end - x_start) / dy
+            for d in range(dy + 1):
+                t = dy - d if flip else d
+                v[m] = t + y_start
+                u[m] = _c_int(x_start + slope * t + 0.5)
+                m += 1
+    marks = np.empty(m + 1, dtype=np.int64)
+    count = 0
+    for j in range(1, m):
+        if u[j] == u[j - 1]:
+            continue
+        xd = (min(u[j], u[j - 1]) + 0.5) / _SCALE - 0.5
+        if math.floor(xd) != xd or xd < 0 or xd > width - 1:
+            continue
+        yd = (min(v[j], v[j - 1]) + 0.5) / _SCALE - 0.5
+        if yd < 0:
+            yd = 0.0
+        elif yd > height:
+            yd = float(height)
+        marks[count] = _c_int(xd) * height + _c_int(math.ceil(yd))
+        count += 1
+    marks[count] = height * width
+    count += 1
+    marks = np.sort(marks[:count])
+    previous = np.int64(0)
+    for j in range(count):
+        here = marks[j]
+        marks[j] = here - previous
+        previous = here
+    # Empty runs are folded: an empty run joins the next one onto the run before it.
+    out = np.empty(count, dtype=np.int64)
+    n = 0
+    out[n] = marks[0]
+    n += 1
+    j = 1
+    while j < count:
+        if marks[j] > 0:
+            out[n] = marks[j]
+            n += 1
+            j += 1
+        else:
+            j += 1
+            if j < count:
+                out[n - 1] += marks[j]
+                j += 1
+    return out[:n].copy()
+
+
+def polygon_runs(xy: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Runs of one polygon ``xy`` (K, 2) rasterized into an image of ``height`` x ``width``."""
+    return _polygon_runs(np.ascontiguousarray(xy, dtype=np.float64), height, width)
