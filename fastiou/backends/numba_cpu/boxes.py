@@ -81,22 +81,32 @@ def _load3(a, i):
     return (a[0, i], a[1, i], a[2, i], a[3, i], a[4, i], a[5, i], a[6, i])
 
 
+# Rows of flat corners: box i of a contiguous (K * 2d,) array. Unsigned index arithmetic (no
+# negative-index check) lets LLVM see the constant stride and vectorize the interleaved loads,
+# about 4x faster than indexing a (K, 2d) array.
+_U = tuple(np.uint64(v) for v in range(7))
+
+
 @kernel()
-def _row2(b, i):
-    x1, y1, x2, y2 = b[i, 0], b[i, 1], b[i, 2], b[i, 3]
+def _row2(f, i):
+    at = i * _U[4]
+    x1, y1, x2, y2 = f[at], f[at + _U[1]], f[at + _U[2]], f[at + _U[3]]
     return (x1, y1, x2, y2, _clamp0(x2 - x1) * _clamp0(y2 - y1), x1 - x1)
 
 
 @kernel()
-def _row2_angle(b, i):
-    x1, y1, x2, y2 = b[i, 0], b[i, 1], b[i, 2], b[i, 3]
+def _row2_angle(f, i):
+    at = i * _U[4]
+    x1, y1, x2, y2 = f[at], f[at + _U[1]], f[at + _U[2]], f[at + _U[3]]
     w, h = _clamp0(x2 - x1), _clamp0(y2 - y1)
     return (x1, y1, x2, y2, w * h, math.atan2(w, h))
 
 
 @kernel()
-def _row3(b, i):
-    x1, y1, z1, x2, y2, z2 = b[i, 0], b[i, 1], b[i, 2], b[i, 3], b[i, 4], b[i, 5]
+def _row3(f, i):
+    at = i * _U[6]
+    x1, y1, z1 = f[at], f[at + _U[1]], f[at + _U[2]]
+    x2, y2, z2 = f[at + _U[3]], f[at + _U[4]], f[at + _U[5]]
     return (x1, y1, z1, x2, y2, z2, _clamp0(x2 - x1) * _clamp0(y2 - y1) * _clamp0(z2 - z1))
 
 
@@ -230,10 +240,11 @@ def _pairwise_template(a, c, consts, out):  # a (B, R, N) and c (B, R, M) column
             dst[j] = pair(p, load(cb, j), k)  # noqa: F821
 
 
-def _aligned_template(b1, b2, consts, out):  # b1, b2 (K, 2d) corners, out (K,): one pass
+def _aligned_template(f1, f2, consts, out):  # f1, f2 flat (K * 2d,) corners, out (K,)
     k = (consts[0], consts[1], consts[2])
     for i in numba.prange(out.shape[0]):
-        out[i] = pair(row(b1, i), row(b2, i), k)  # noqa: F821
+        u = np.uint64(i)
+        out[u] = pair(row(f1, u), row(f2, u), k)  # noqa: F821
 
 
 def _specialize(template: Any, name: str, **bound: Any) -> Any:
@@ -300,7 +311,10 @@ def box_pair(
         return result
     consts = np.array([zero_division, 4 / math.pi**2, 1], dtype=spec.compute)
     if spec.m < 0:
-        _ALIGNED[op, spec.dims](_corners(b1, spec, n), _corners(b2, spec, n), consts, result.reshape(-1))
+        _ALIGNED[op, spec.dims](
+            _corners(b1, spec, n).reshape(-1), _corners(b2, spec, n).reshape(-1), consts,
+            result.reshape(-1),
+        )
     else:
         _PAIRWISE[op, spec.dims](_columns(b1, spec, n), _columns(b2, spec, m), consts, result.reshape(-1, n, m))
     return result

@@ -87,20 +87,50 @@ def _value(inter, area1, area2, op, zd):
     return inter / den if den != 0 else zd
 
 
+# Pairwise counts are tiled: a tile of _TILE_ROWS masks of the first set meets each mask of the
+# second set one block of _TILE_WORDS words at a time, so the block of the second mask is read
+# from memory once per tile (not once per row) and everything being counted sits in L1.
+_TILE_ROWS = 8
+_TILE_WORDS = 256
+
+
 def _pairwise(w1, a1, w2, a2, op, zd, out):  # w1 (B, N, L), w2 (B, M, L), out (B, N, M)
-    n, m = w1.shape[1], w2.shape[1]
-    for task in numba.prange(w1.shape[0] * n):
-        b, i = divmod(np.int64(task), n)  # prange may count unsigned
-        a = w1[b, i]
-        area = a1[b, i]
-        second, areas2, dst = w2[b], a2[b], out[b, i]
-        for j in range(m):
-            dst[j] = _value(_count(a, second[j]), area, areas2[j], op, zd)
+    n, m, words = w1.shape[1], w2.shape[1], w1.shape[2]
+    tiles = (n + _TILE_ROWS - 1) // _TILE_ROWS
+    for task in numba.prange(w1.shape[0] * tiles):
+        b, t = divmod(np.int64(task), tiles)  # prange may count unsigned
+        i0 = t * _TILE_ROWS
+        rows = min(n, i0 + _TILE_ROWS) - i0
+        inter = np.zeros((_TILE_ROWS, m), dtype=np.int64)
+        first, second = w1[b], w2[b]
+        for k0 in range(0, words, _TILE_WORDS):
+            k1 = min(words, k0 + _TILE_WORDS)
+            for j in range(m):
+                block = second[j, k0:k1]
+                for r in range(rows):
+                    inter[r, j] += _count(first[i0 + r, k0:k1], block)
+        for r in range(rows):
+            area, dst = a1[b, i0 + r], out[b, i0 + r]
+            for j in range(m):
+                dst[j] = _value(inter[r, j], area, a2[b, j], op, zd)
 
 
 def _aligned(w1, a1, w2, a2, op, zd, out):  # w1, w2 (K, L), out (K,)
     for i in numba.prange(w1.shape[0]):
         out[i] = _value(_count(w1[i], w2[i]), a1[i], a2[i], op, zd)
+
+
+_LOW_BITS = np.uint64(0x0101010101010101)
+_GATHER = np.uint64(0x0102040810204080)  # moves bit 0 of byte i to bit 56 + i
+_U8, _U56 = np.uint64(8), np.uint64(56)
+
+
+def _pack_bool(src, dst):  # src (R, W / 8) uint64 = 8 bools each, dst (R, K) uint64, zeroed
+    for r in numba.prange(src.shape[0]):
+        row, out = src[r], dst[r]
+        for j in range(np.uint64(0), np.uint64(row.shape[0])):
+            byte = ((row[j] & _LOW_BITS) * _GATHER) >> _U56  # 8 pixels, first in bit 0
+            out[j // _U8] |= byte << (_U8 * (j % _U8))
 
 
 def _boxes(words, out):  # words (R, H, K) -> out (R, 4) xyxy, pixel edges; empty -> 0
@@ -127,13 +157,13 @@ def _boxes(words, out):  # words (R, H, K) -> out (R, 4) xyxy, pixel edges; empt
             out[r, 0], out[r, 1], out[r, 2], out[r, 3] = x0, y0, x1 + 1, y1 + 1
 
 
-# Each driver in two builds. Waking the worker threads costs from tens of microseconds on an idle
-# machine to a scheduler time slice (several milliseconds) on a busy one, while a popcount kernel
-# gets through about 2**23 words a millisecond per core; so calls under PARALLEL_WORK words (a
-# few milliseconds of work) run on the calling thread.
+# Each driver in two builds. Waking the worker threads costs tens of microseconds on an idle
+# machine (a scheduler time slice on an overloaded one), while a popcount kernel gets through
+# about 2**23 words a millisecond per core; so calls under PARALLEL_WORK words (about a quarter of
+# a millisecond of work) run on the calling thread.
 # The serial build compiles a copy with its own qualified name: Numba's on-disk cache tells
 # functions apart by name and bytecode, not by compile flags.
-PARALLEL_WORK = 1 << 26
+PARALLEL_WORK = 1 << 21
 
 
 def _serial_copy(fn: Any) -> Any:
@@ -144,7 +174,7 @@ def _serial_copy(fn: Any) -> Any:
 
 _DRIVERS = {
     fn.__name__: (kernel()(_serial_copy(fn)), kernel(parallel=True)(fn))
-    for fn in (_areas, _pairwise, _aligned, _boxes)
+    for fn in (_areas, _pairwise, _aligned, _boxes, _pack_bool)
 }
 
 
@@ -185,6 +215,16 @@ def pack_masks(x: np.ndarray, *, rule: str, cut: Any, budget: int) -> tuple[np.n
         chunk = max(1, budget // max(1, per_row))
         start = 0
         for rows in _rows_of(x):
+            if (rows.dtype == np.bool_ and width % 8 == 0 and rows.strides == (width, 1)
+                    and sys.byteorder == "little"):
+                # bool rows read 8 pixels at a time, in parallel, no temporary.
+                stop = start + rows.shape[0]
+                src = np.lib.stride_tricks.as_strided(
+                    rows, (rows.shape[0], width), (width, 1), writeable=False
+                ).view(np.uint64)
+                _driver("_pack_bool", src.size * 8)(src, words.reshape(-1, k)[start:stop])
+                start = stop
+                continue
             for r0 in range(0, rows.shape[0], chunk):
                 part = rows[r0 : r0 + chunk]
                 if rule == "atleast":
