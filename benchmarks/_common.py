@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -92,3 +93,25 @@ def print_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> N
     print("  ".join("-" * w for w in widths))
     for c in cells:
         print("  ".join(v.ljust(w) for v, w in zip(c, widths)))
+
+
+def cli(name: str, doc: str, run: Callable[..., dict[str, Any]],
+        targets: Callable[[dict[str, Any]], list[str]], columns: list[tuple[str, str]],
+        cells: Callable[[dict[str, Any]], dict[str, str]], argv: list[str] | None = None) -> int:
+    """The command line every benchmark module shares: run, print the table and the targets,
+    write the JSON. ``cells`` formats a result row's extra columns."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
+    parser.add_argument("--json", help="where to write the results (default benchmarks/results)")
+    args = parser.parse_args(argv)
+    payload = run(quick=args.quick)
+    rows = [{**r, "median": fmt_time(r["median_s"]), "first": fmt_time(r["first_call_s"]), **cells(r)}
+            for r in payload["results"]]
+    print(f"machine: {payload['machine']}, load average: {os.getloadavg()[0]:.2f}")
+    print_table(rows, [("workload", "workload"), ("impl", "implementation"), ("median", "median"),
+                       ("first", "first call"), *columns])
+    for line in targets(payload):
+        print(line)
+    path = write_json(name + ("-quick" if args.quick else ""), payload, args.json)
+    print(f"results: {path}")
+    return 0

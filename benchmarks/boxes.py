@@ -10,7 +10,6 @@ installed. First-call time (compilation) is reported apart from the median of th
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Any, Callable
 
@@ -18,7 +17,7 @@ import numpy as np
 
 import fastiou
 
-from ._common import fmt_time, machine, print_table, timeit, write_json
+from ._common import cli, machine, timeit
 
 
 def make_boxes(n: int, m: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -190,27 +189,10 @@ def targets(payload: dict[str, Any]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--json", help="where to write the results (default benchmarks/results)")
-    args = parser.parse_args(argv)
-    payload = run(quick=args.quick, repeats=args.repeats)
-    rows = [
-        {**r, "median": fmt_time(r["median_s"]), "first": fmt_time(r["first_call_s"]),
-         "speedup": f"{r.get('speedup_vs_numpy', float('nan')):.1f}x",
-         "err": f"{r['max_abs_err']:.1e}"}
-        for r in payload["results"]
-    ]
-    print(f"machine: {payload['machine']}")
-    print_table(rows, [("workload", "workload"), ("impl", "implementation"), ("median", "median"),
-                       ("first", "first call"), ("speedup", "vs numpy"), ("err", "max |err|")])
-    for line in targets(payload):
-        print(line)
-    path = write_json("boxes" + ("-quick" if args.quick else ""), payload, args.json)
-    print(f"results: {path}")
-    return 0
-
+    return cli("boxes", __doc__, run, targets,
+               [("speedup", "vs numpy"), ("err", "max |err|")],
+               lambda r: {"speedup": f"{r.get('speedup_vs_numpy', float('nan')):.1f}x",
+                          "err": f"{r['max_abs_err']:.1e}"}, argv)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -15,7 +15,6 @@ the median of the repeats.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Any, Callable
 
@@ -24,7 +23,7 @@ import numpy as np
 import fastiou
 from fastiou import rle
 
-from ._common import fmt_time, machine, print_table, timeit, write_json
+from ._common import cli, machine, timeit
 
 Impl = tuple[Callable[[], Any], Callable[[Any], Any]]
 
@@ -234,28 +233,10 @@ def targets(payload: dict[str, Any]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--json", help="where to write the results (default benchmarks/results)")
-    args = parser.parse_args(argv)
-    payload = run(quick=args.quick, repeats=args.repeats)
-    rows = [
-        {**r, "median": fmt_time(r["median_s"]), "first": fmt_time(r["first_call_s"]),
-         "speedup": f"{r.get('speedup_vs_baseline', float('nan')):.1f}x",
-         "err": f"{r['max_abs_err']:.1e}"}
-        for r in payload["results"]
-    ]
-    print(f"machine: {payload['machine']}")
-    print_table(rows, [("workload", "workload"), ("impl", "implementation"), ("median", "median"),
-                       ("first", "first call"), ("speedup", "vs baseline"), ("baseline", "baseline"),
-                       ("err", "max |err|")])
-    for line in targets(payload):
-        print(line)
-    path = write_json("masks" + ("-quick" if args.quick else ""), payload, args.json)
-    print(f"results: {path}")
-    return 0
-
+    return cli("masks", __doc__, run, targets,
+               [("speedup", "vs baseline"), ("baseline", "baseline"), ("err", "max |err|")],
+               lambda r: {"speedup": f"{r.get('speedup_vs_baseline', float('nan')):.1f}x",
+                          "err": f"{r['max_abs_err']:.1e}"}, argv)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -20,8 +20,6 @@ baseline's).
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 from typing import Any, Callable
 
@@ -29,7 +27,7 @@ import numpy as np
 
 import fastiou
 
-from ._common import fmt_time, machine, print_table, timeit, write_json
+from ._common import cli, machine, timeit
 
 C = 19
 IGNORE = 255
@@ -260,26 +258,11 @@ def targets(payload: dict[str, Any]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small maps (smoke test)")
-    parser.add_argument("--json", help="where to write the results (default benchmarks/results)")
-    args = parser.parse_args(argv)
-    payload = run(quick=args.quick)
-    rows = [{**r, "median": fmt_time(r["median_s"]), "first": fmt_time(r["first_call_s"]),
-             "speedup": f"{r['speedup_vs_numpy']:.1f}x",
-             "rate": f"{r['mpixels_per_s']:.0f}", "exact": "yes" if r["exact"] else "NO"}
-            for r in payload["results"]]
-    print(f"machine: {payload['machine']}, numba threads: {payload['numba_threads']}, "
-          f"load average: {os.getloadavg()[0]:.2f}")
-    print_table(rows, [("workload", "workload"), ("impl", "implementation"), ("median", "median"),
-                       ("first", "first call"), ("speedup", "vs bincount"),
-                       ("rate", "Mpixel/s"), ("exact", "exact")])
-    for line in targets(payload):
-        print(line)
-    path = write_json("semantic" + ("-quick" if args.quick else ""), payload, args.json)
-    print(f"results: {path}")
-    return 0
-
+    return cli("semantic", __doc__, run, targets,
+               [("speedup", "vs bincount"), ("rate", "Mpixel/s"), ("exact", "exact")],
+               lambda r: {"speedup": f"{r['speedup_vs_numpy']:.1f}x",
+                          "rate": f"{r['mpixels_per_s']:.0f}", "exact": "yes" if r["exact"] else "NO"},
+               argv)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import warnings
 
 import numpy as np
 import pytest
@@ -13,16 +12,6 @@ from hypothesis import strategies as st
 import fastiou
 from box_cases import OPS_2D, PAIR_FUNCS, box_sets, tolerance
 import conftest
-
-# To show a failing example as a patch, hypothesis imports libcst, which defines a deprecated
-# mypy_extensions.TypedDict: under warnings-as-errors that import would turn every property
-# failure into an INTERNALERROR that hides the example. Import it once, here, quietly.
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    try:
-        import hypothesis.extra._patching  # noqa: F401
-    except ImportError:
-        pass
 
 PROPERTY_SETTINGS = settings(max_examples=25, deadline=None)
 

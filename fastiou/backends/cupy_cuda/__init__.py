@@ -27,7 +27,20 @@ BLOCK = 256
 MAX_GRID_X = 65535 * 32  # far below the 2**31 - 1 limit; grid-stride loops cover the rest
 MAX_GRID_Y = 65535
 
-C_TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
+# The C name of each NumPy dtype a kernel template is instantiated for.
+C_TYPES = {
+    np.dtype(np.bool_): "bool",
+    np.dtype(np.uint8): "unsigned char",
+    np.dtype(np.int8): "signed char",
+    np.dtype(np.uint16): "unsigned short",
+    np.dtype(np.int16): "short",
+    np.dtype(np.uint32): "unsigned int",
+    np.dtype(np.int32): "int",
+    np.dtype(np.uint64): "unsigned long long",
+    np.dtype(np.int64): "long long",
+    np.dtype(np.float32): "float",
+    np.dtype(np.float64): "double",
+}
 
 # Every kernel of every source: the name expressions instantiated when its module is built.
 # Each family module adds its own source here when it is imported.

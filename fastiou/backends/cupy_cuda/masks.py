@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..._validate import MaskPair, size
-from . import BLOCK, KERNELS, MAX_GRID_X, MAX_GRID_Y, grid_1d, launch, runtime
+from . import BLOCK, C_TYPES, KERNELS, MAX_GRID_X, MAX_GRID_Y, grid_1d, launch, runtime
 
 BITS = 64
 WARP = 32  # the packing, counting and aligned kernels work a warp at a time
@@ -22,19 +22,7 @@ PAIR_TILE, PAIR_THREADS = 64, 256  # as in masks.cu: a 64 x 64 tile of pairs per
 SOURCE = "masks.cu"
 _RULES = {"nonzero": 0, "atleast": 1}
 _OPS = {"iou": 0, "ioa": 1}
-MASK_TYPES = {
-    np.dtype(np.bool_): "bool",
-    np.dtype(np.uint8): "unsigned char",
-    np.dtype(np.int8): "signed char",
-    np.dtype(np.uint16): "unsigned short",
-    np.dtype(np.int16): "short",
-    np.dtype(np.uint32): "unsigned int",
-    np.dtype(np.int32): "int",
-    np.dtype(np.uint64): "unsigned long long",
-    np.dtype(np.int64): "long long",
-    np.dtype(np.float32): "float",
-    np.dtype(np.float64): "double",
-}
+MASK_TYPES = C_TYPES  # every dtype a mask may have
 
 
 def _pack_kernel(dtype: Any, rule: str) -> str:
@@ -46,9 +34,9 @@ def _pair_kernel(kind: str, op: str) -> str:
 
 
 KERNELS[SOURCE] = (
-    # bool masks are used as given: no threshold rule for them
+    # bool masks are used as given (no threshold rule); floating masks only with a threshold
     tuple(_pack_kernel(t, rule) for t in MASK_TYPES for rule in _RULES
-          if not (t.kind == "b" and rule == "atleast"))
+          if not (t.kind == "b" and rule == "atleast") and not (t.kind == "f" and rule == "nonzero"))
     + tuple(_pair_kernel(kind, op) for kind in ("pairwise", "aligned") for op in _OPS)
     + ("fastiou::mask_count", "fastiou::mask_boxes<float>")
 )

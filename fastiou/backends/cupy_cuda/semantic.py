@@ -21,18 +21,9 @@ from .._semantic_arrays import (  # noqa: F401  (the streaming state: the int64 
     state_matrix,
     state_merge,
 )
-from . import BLOCK, KERNELS, grid_1d, launch, runtime
+from . import BLOCK, C_TYPES, KERNELS, grid_1d, launch, runtime
 
-LABEL_TYPES = {
-    np.dtype(np.uint8): "unsigned char",
-    np.dtype(np.int8): "signed char",
-    np.dtype(np.uint16): "unsigned short",
-    np.dtype(np.int16): "short",
-    np.dtype(np.uint32): "unsigned int",
-    np.dtype(np.int32): "int",
-    np.dtype(np.uint64): "unsigned long long",
-    np.dtype(np.int64): "long long",
-}
+LABEL_TYPES = {dtype: name for dtype, name in C_TYPES.items() if dtype.kind in "iu"}
 SHARED_BYTES = 48 * 1024  # shared memory a block may use without opting in
 MAX_COPIES = 32
 MAX_BLOCKS = 1024  # each block zeroes and flushes its histograms: a few blocks per SM suffice
