@@ -624,7 +624,7 @@ def test_jax_out_of_range_under_tracing():
 
 
 def test_dask_arrays_locally():
-    da = pytest.importorskip("dask.array")
+    from dask import array as da
     import dask
 
     rng = np.random.default_rng(17)
@@ -678,8 +678,8 @@ def test_dask_cupy_chunks():
 
 def test_dask_local_cluster():
     """Two worker processes on loopback, a dataset of 12 chunks: identical to one machine."""
-    pytest.importorskip("dask.array")
-    distributed = pytest.importorskip("distributed")
+    import dask.array  # noqa: F401
+    import distributed
     import dask.array as da
 
     rng = np.random.default_rng(18)
