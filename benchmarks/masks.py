@@ -217,6 +217,8 @@ def targets(payload: dict[str, Any]) -> list[str]:
     checks = [
         (f"dense pairwise {'20x20 masks of 240x320' if quick else '50x50 masks of 480x640'}",
          "fastiou numba", "numpy float32 matmul", 15.0),
+        (f"dense pairwise {'60x60 masks of 128x128' if quick else '200x200 masks of 256x256'}",
+         "fastiou numba", "numpy float32 matmul", 15.0),
         (f"RLE IoU {'40 dt x 10 gt at 240x320' if quick else '100 dt x 20 gt at 480x640'}",
          "fastiou rle.iou (numba)", "pycocotools iou", 2.0),
         (f"RLE encode {'30 masks of 240x320' if quick else '120 masks of 480x640'}",

@@ -87,32 +87,35 @@ def _value(inter, area1, area2, op, zd):
     return inter / den if den != 0 else zd
 
 
-# Pairwise counts are tiled: a tile of _TILE_ROWS masks of the first set meets each mask of the
-# second set one block of _TILE_WORDS words at a time, so the block of the second mask is read
-# from memory once per tile (not once per row) and everything being counted sits in L1.
-_TILE_ROWS = 8
-_TILE_WORDS = 256
+@kernel()
+def _count_2x2(a0, a1, b0, b1):
+    """The four intersections of two rows with two rows in one pass: each word loaded is used
+    twice, and the reduction overhead is shared."""
+    s00, s01, s10, s11 = np.uint64(0), np.uint64(0), np.uint64(0), np.uint64(0)
+    for k in range(np.uint64(0), np.uint64(a0.shape[0])):
+        x0, x1, y0, y1 = a0[k], a1[k], b0[k], b1[k]
+        s00 += popcount(x0 & y0)
+        s01 += popcount(x0 & y1)
+        s10 += popcount(x1 & y0)
+        s11 += popcount(x1 & y1)
+    return np.int64(s00), np.int64(s01), np.int64(s10), np.int64(s11)
 
 
 def _pairwise(w1, a1, w2, a2, op, zd, out):  # w1 (B, N, L), w2 (B, M, L), out (B, N, M)
-    n, m, words = w1.shape[1], w2.shape[1], w1.shape[2]
-    tiles = (n + _TILE_ROWS - 1) // _TILE_ROWS
-    for task in numba.prange(w1.shape[0] * tiles):
-        b, t = divmod(np.int64(task), tiles)  # prange may count unsigned
-        i0 = t * _TILE_ROWS
-        rows = min(n, i0 + _TILE_ROWS) - i0
-        inter = np.zeros((_TILE_ROWS, m), dtype=np.int64)
-        first, second = w1[b], w2[b]
-        for k0 in range(0, words, _TILE_WORDS):
-            k1 = min(words, k0 + _TILE_WORDS)
-            for j in range(m):
-                block = second[j, k0:k1]
-                for r in range(rows):
-                    inter[r, j] += _count(first[i0 + r, k0:k1], block)
-        for r in range(rows):
-            area, dst = a1[b, i0 + r], out[b, i0 + r]
-            for j in range(m):
-                dst[j] = _value(inter[r, j], area, a2[b, j], op, zd)
+    n, m = w1.shape[1], w2.shape[1]
+    row_pairs = (n + 1) // 2
+    for task in numba.prange(w1.shape[0] * row_pairs):
+        b, t = divmod(np.int64(task), row_pairs)  # prange may count unsigned
+        i0 = 2 * t
+        i1 = min(i0 + 1, n - 1)  # an odd last row is counted twice, written twice
+        first, second, dst0, dst1 = w1[b], w2[b], out[b, i0], out[b, i1]
+        for j0 in range(0, m, 2):
+            j1 = min(j0 + 1, m - 1)
+            c00, c01, c10, c11 = _count_2x2(first[i0], first[i1], second[j0], second[j1])
+            dst0[j0] = _value(c00, a1[b, i0], a2[b, j0], op, zd)
+            dst0[j1] = _value(c01, a1[b, i0], a2[b, j1], op, zd)
+            dst1[j0] = _value(c10, a1[b, i1], a2[b, j0], op, zd)
+            dst1[j1] = _value(c11, a1[b, i1], a2[b, j1], op, zd)
 
 
 def _aligned(w1, a1, w2, a2, op, zd, out):  # w1, w2 (K, L), out (K,)
