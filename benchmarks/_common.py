@@ -115,3 +115,31 @@ def cli(name: str, doc: str, run: Callable[..., dict[str, Any]],
     path = write_json(name + ("-quick" if args.quick else ""), payload, args.json)
     print(f"results: {path}")
     return 0
+
+
+def engine_variants(fn: Callable[..., Any], *arrays: Any) -> dict[str, tuple[Callable[[], Any], Callable[[Any], Any]]]:
+    """``fn`` on the same NumPy inputs moved to jax (jitted inside fastiou) and to CuPy, for the
+    engines available here: name -> (call, finish), finish blocks and returns NumPy."""
+    import numpy as np
+
+    import fastiou
+
+    variants: dict[str, tuple[Callable[[], Any], Callable[[Any], Any]]] = {}
+    info = fastiou.available_backends()
+    if info["jax"].available:
+        import jax.numpy as jnp
+
+        on_jax = [jnp.asarray(x) for x in arrays]
+        variants["fastiou jax.jit"] = (lambda: fn(*on_jax),
+                                       lambda r: np.asarray(r.block_until_ready()))
+    if info["cupy"].available:
+        import cupy
+
+        on_gpu = [cupy.asarray(x) for x in arrays]
+
+        def cupy_finish(r: Any) -> Any:
+            cupy.cuda.get_current_stream().synchronize()
+            return r.get()
+
+        variants["fastiou cupy"] = (lambda: fn(*on_gpu), cupy_finish)
+    return variants

@@ -17,7 +17,7 @@ import numpy as np
 
 import fastiou
 
-from ._common import cli, machine, timeit
+from ._common import cli, engine_variants, machine, timeit
 
 
 def make_boxes(n: int, m: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -85,23 +85,7 @@ def implementations(op: str, aligned: bool, a: np.ndarray, b: np.ndarray) -> dic
     out = np.empty((a.shape[0],) if aligned else (a.shape[0], b.shape[0]), np.float32)
     impls["fastiou numba"] = (lambda: fn(a, b, aligned=aligned), host)
     impls["fastiou numba out="] = (lambda: fn(a, b, aligned=aligned, out=out), host)
-    info = fastiou.available_backends()
-    if info["jax"].available:
-        import jax.numpy as jnp
-
-        ja, jb = jnp.asarray(a), jnp.asarray(b)
-        impls["fastiou jax.jit"] = (lambda: fn(ja, jb, aligned=aligned),
-                                    lambda r: np.asarray(r.block_until_ready()))
-    if info["cupy"].available:
-        import cupy
-
-        ca, cb = cupy.asarray(a), cupy.asarray(b)
-
-        def cupy_finish(r: Any) -> Any:
-            cupy.cuda.get_current_stream().synchronize()
-            return r.get()
-
-        impls["fastiou cupy"] = (lambda: fn(ca, cb, aligned=aligned), cupy_finish)
+    impls.update(engine_variants(lambda *xs: fn(*xs, aligned=aligned), a, b))
     peers = _peers()
     if "torchvision" in peers:
         torch, ops = peers["torchvision"]

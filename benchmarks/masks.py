@@ -23,7 +23,7 @@ import numpy as np
 import fastiou
 from fastiou import rle
 
-from ._common import cli, machine, timeit
+from ._common import cli, engine_variants, machine, timeit
 
 Impl = tuple[Callable[[], Any], Callable[[Any], Any]]
 
@@ -113,23 +113,7 @@ def dense_implementations(a: np.ndarray, b: np.ndarray) -> dict[str, Impl]:
     impls["fastiou numba"] = (lambda: fastiou.mask_iou(a, b), host)
     pa, pb = fastiou.pack_masks(a), fastiou.pack_masks(b)
     impls["fastiou numba, packed once"] = (lambda: fastiou.mask_iou(pa, pb), host)
-    info = fastiou.available_backends()
-    if info["jax"].available:
-        import jax.numpy as jnp
-
-        ja, jb = jnp.asarray(a), jnp.asarray(b)
-        impls["fastiou jax.jit"] = (lambda: fastiou.mask_iou(ja, jb),
-                                    lambda r: np.asarray(r.block_until_ready()))
-    if info["cupy"].available:
-        import cupy
-
-        ca, cb = cupy.asarray(a), cupy.asarray(b)
-
-        def cupy_finish(r: Any) -> Any:
-            cupy.cuda.get_current_stream().synchronize()
-            return r.get()
-
-        impls["fastiou cupy"] = (lambda: fastiou.mask_iou(ca, cb), cupy_finish)
+    impls.update(engine_variants(fastiou.mask_iou, a, b))
     peers = _peers()
     if "supervision" in peers:
         sv = peers["supervision"]
