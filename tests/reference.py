@@ -1,7 +1,7 @@
 """A plain float64 reference for the box family, the oracle every engine is compared with.
 
 Written for readability, not speed: one pair of boxes at a time with Python floats and ``math``,
-following ../shared/SEMANTICS.md:
+following the behaviour contract (README, "Behaviour in the edge cases"):
 
 - a box of ``d`` spatial dimensions is ``2 * d`` numbers; 'xyxy' is (min corner, max corner),
   'xywh' is (min corner, size), 'cxcywh' is (centre, size); the 3D names 'xyzxyz', 'xyzwhd' and
