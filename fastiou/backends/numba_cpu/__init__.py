@@ -5,6 +5,7 @@ Every compiled function of every family module comes from :func:`kernel`.
 
 from __future__ import annotations
 
+from types import FunctionType
 from typing import Any, Callable
 
 import numba
@@ -29,6 +30,26 @@ def kernel(*, parallel: bool = False) -> Callable[[Callable[..., Any]], Any]:
         )(fn)
 
     return decorate
+
+
+def variant(fn: Callable[..., Any], name: str, **bound: Any) -> Callable[..., Any]:
+    """A copy of ``fn`` under its own name, with ``bound`` added to its globals.
+
+    This is how a family makes several compiled variants of one function. Not a closure: Numba
+    keys the on-disk cache entry of a closure by its pickled cells, and a pickled dispatcher
+    carries an id that is new in every process, so a closure over compiled functions would be
+    recompiled by every process. Globals are not part of the key, and the distinct name gives
+    each variant its own cache entry (the key does not include compile flags either).
+    """
+    scope = {**fn.__globals__, **bound} if bound else fn.__globals__
+    copy = FunctionType(fn.__code__, scope, name)
+    copy.__qualname__ = name
+    return copy
+
+
+def serial_and_parallel(fn: Callable[..., Any]) -> tuple[Any, Any]:
+    """(serial, parallel) builds of a driver, for calls too small to be worth waking threads."""
+    return kernel()(variant(fn, fn.__name__ + "_serial")), kernel(parallel=True)(fn)
 
 
 def namespace() -> Any:

@@ -9,15 +9,13 @@ both.
 from __future__ import annotations
 
 import math
-import types
-from typing import Any
 
 import numba
 import numpy as np
 
 from ... import _formats
 from ..._validate import BoxPair
-from . import kernel
+from . import kernel, variant
 
 # --------------------------------------------------------------------------------------------
 # Scalar helpers. ``v - v`` is a typed zero for finite v, so no literal widens a float32
@@ -222,7 +220,7 @@ _CHUNK = 4096  # columns per task, so that one row of a wide matrix still spread
 
 
 # The two driver templates call ``load``/``row`` and ``pair``, which are not module globals: each
-# (op, dims) gets its own copy of the template whose globals bind them (see _specialize).
+# (op, dims) gets its own copy of the template whose globals bind them (see ``variant``).
 
 
 def _pairwise_template(a, c, consts, out):  # a (B, R, N) and c (B, R, M) columns, out (B, N, M)
@@ -247,19 +245,6 @@ def _aligned_template(f1, f2, consts, out):  # f1, f2 flat (K * 2d,) corners, ou
         out[u] = pair(row(f1, u), row(f2, u), k)  # noqa: F821
 
 
-def _specialize(template: Any, name: str, **bound: Any) -> Any:
-    """A parallel kernel: ``template`` with ``bound`` added to its globals, under its own name.
-
-    Not a closure: Numba keys the on-disk cache entry of a closure by its pickled cells, and a
-    pickled dispatcher carries a uuid that is new in every process, so a closure over the formulas
-    would be recompiled by every process. Globals are not part of the key, and the distinct name
-    gives each variant its own cache index.
-    """
-    fn = types.FunctionType(template.__code__, {**template.__globals__, **bound}, name)
-    fn.__qualname__ = name
-    return kernel(parallel=True)(fn)
-
-
 _FORMULAS = {
     ("iou", 2): _iou2,
     ("giou", 2): _giou2,
@@ -274,12 +259,16 @@ _LOADS = {2: _load2, 3: _load3}
 _ROWS = {2: _row2, 3: _row3}
 _COLUMNS = {2: (_columns2, 6), 3: (_columns3, 7)}
 _PAIRWISE = {
-    (op, d): _specialize(_pairwise_template, f"_pairwise_{op}{d}", load=_LOADS[d], pair=f)
+    (op, d): kernel(parallel=True)(
+        variant(_pairwise_template, f"_pairwise_{op}{d}", load=_LOADS[d], pair=f)
+    )
     for (op, d), f in _FORMULAS.items()
 }
 _ALIGNED = {
-    (op, d): _specialize(_aligned_template, f"_aligned_{op}{d}", pair=f,
-                         row=_row2_angle if op == "ciou" else _ROWS[d])
+    (op, d): kernel(parallel=True)(variant(
+        _aligned_template, f"_aligned_{op}{d}", pair=f,
+        row=_row2_angle if op == "ciou" else _ROWS[d],
+    ))
     for (op, d), f in _FORMULAS.items()
 }
 

@@ -8,7 +8,6 @@ temporaries at all, so its memory use is the packed inputs plus the output.
 from __future__ import annotations
 
 import sys
-from types import FunctionType
 from typing import Any
 
 import numba
@@ -17,7 +16,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from ..._validate import MaskPair, size
-from . import kernel
+from . import kernel, serial_and_parallel
 
 BITS = 64
 _OPS = {"iou": 0, "ioa": 1}
@@ -164,19 +163,11 @@ def _boxes(words, out):  # words (R, H, K) -> out (R, 4) xyxy, pixel edges; empt
 # machine (a scheduler time slice on an overloaded one), while a popcount kernel gets through
 # about 2**23 words a millisecond per core; so calls under PARALLEL_WORK words (about a quarter of
 # a millisecond of work) run on the calling thread.
-# The serial build compiles a copy with its own qualified name: Numba's on-disk cache tells
-# functions apart by name and bytecode, not by compile flags.
 PARALLEL_WORK = 1 << 21
 
 
-def _serial_copy(fn: Any) -> Any:
-    copy = FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial")
-    copy.__qualname__ = fn.__qualname__ + "_serial"
-    return copy
-
-
 _DRIVERS = {
-    fn.__name__: (kernel()(_serial_copy(fn)), kernel(parallel=True)(fn))
+    fn.__name__: serial_and_parallel(fn)
     for fn in (_areas, _pairwise, _aligned, _boxes, _pack_bool)
 }
 

@@ -15,19 +15,14 @@ from typing import Any
 import numba
 import numpy as np
 
-from . import kernel
-from .masks import _serial_copy, popcount, trailing_zeros
+from . import kernel, serial_and_parallel
+from .masks import popcount, trailing_zeros
 
 # Error codes of the string decoder and of the run checks.
 OK, BAD_CHAR, TRUNCATED, OVERFLOW, NEGATIVE, WRONG_TOTAL = 0, 1, 2, 3, 4, 5
 
 # At least this many pixels (or runs) before a call starts worker threads.
 PARALLEL_WORK = 1 << 27
-
-
-def _twins(fn: Any) -> tuple[Any, Any]:
-    """(serial, parallel) builds, as the mask drivers have."""
-    return kernel()(_serial_copy(fn)), kernel(parallel=True)(fn)
 
 
 # --------------------------------------------------------------------------------------------
@@ -124,8 +119,8 @@ def _encode_write(bits, height, offsets, buf, lengths):  # buf: 7 characters a r
         lengths[i] = pos - start
 
 
-_ENCODE_COUNT = _twins(_encode_count)
-_ENCODE_WRITE = _twins(_encode_write)
+_ENCODE_COUNT = serial_and_parallel(_encode_count)
+_ENCODE_WRITE = serial_and_parallel(_encode_write)
 
 
 # Masks are encoded in chunks whose column bits (1/8 of a bool mask) stay under this many bytes.
@@ -322,7 +317,7 @@ def _decode(counts, offsets, height, out):  # out (N, H, W) zeroed
             on = not on
 
 
-_DECODE = _twins(_decode)
+_DECODE = serial_and_parallel(_decode)
 
 
 def decode(counts: np.ndarray, offsets: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -535,7 +530,7 @@ def _iou(ds, de, dbounds, da, db, gs, ge, gbounds, ga, gb, height, crowd, zd, ou
             out[d, g] = inter / union if union != 0 else zd
 
 
-_IOU = _twins(_iou)
+_IOU = serial_and_parallel(_iou)
 
 
 def iou(dt: tuple[np.ndarray, ...], gt: tuple[np.ndarray, ...], height: int, crowd: np.ndarray,
