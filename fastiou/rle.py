@@ -14,8 +14,12 @@ Differences from ``pycocotools.mask``:
 - :func:`iou` returns a ``(len(dt), len(gt))`` float64 array, also when a set is empty; RLEs of
   different sizes are a ValueError (pycocotools gives -1 for pairs whose boxes overlap, 0 for the
   others); a pair whose union is 0 gives ``zero_division`` (0.0 by default, as pycocotools).
-- Malformed input (counts that do not add up to h * w, negative runs, a bad character or a
-  truncated string) is a ValueError naming the RLE, never a crash or garbage.
+- Malformed input (counts that do not add up to h * w, a negative run, a run or a running total
+  of runs past h * w, a bad character or a truncated string) is a ValueError naming the RLE,
+  never a crash or garbage. Every run is checked against what is left of h * w before it is
+  added, so no sum of runs can wrap around, whatever the input path (lists, arrays, strings).
+- Sizes: h, w and h * w must be below 2**32 (pycocotools' runs are 32-bit), everywhere, also in
+  :func:`encode`; beyond, a ValueError.
 - Empty runs inside uncompressed counts (``[3, 0, 2, 15]``) are handled everywhere; pycocotools'
   ``merge`` stops at them and returns runs that do not cover the image.
 - Areas are int64.
@@ -48,7 +52,13 @@ _ERRORS = {
     3: "has a compressed counts string with a number too long to be a run length",
     4: "has a negative run length",
     5: "has run lengths that do not add up to h * w",
+    6: "has a run length, or a running total of run lengths, past h * w",
 }
+
+# Largest image: h, w and h * w below 2**32 (pycocotools stores runs as 32-bit unsigned integers).
+MAX_PIXELS = 2**32
+# Largest polygon coordinate magnitude (pixels): COCO's fine grid (5x) then fits int64 exactly.
+MAX_COORDINATE = 2.0**53
 
 
 def _engine() -> Any:
@@ -70,14 +80,19 @@ class _Runs:
         return self.counts[self.offsets[i] : self.offsets[i + 1]]
 
 
+def _fits(h: int, w: int) -> bool:
+    """Whether an image of h x w (Python ints) is one COCO RLE can describe: the one size check."""
+    return 0 <= h < MAX_PIXELS and 0 <= w < MAX_PIXELS and h * w < MAX_PIXELS
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (numbers.Integral, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
 def _size(func: str, name: str, rle: Any) -> tuple[int, int]:
     try:
         h, w = rle["size"]
-        if type(h) is int and type(w) is int and h >= 0 and w >= 0 and h * w < 2**32:
-            return h, w  # the common case, checked cheaply
-        if (isinstance(h, (numbers.Integral, np.integer)) and not isinstance(h, (bool, np.bool_))
-                and isinstance(w, (numbers.Integral, np.integer)) and not isinstance(w, (bool, np.bool_))
-                and h >= 0 and w >= 0 and int(h) * int(w) < 2**32):
+        if _is_int(h) and _is_int(w) and _fits(int(h), int(w)):
             return int(h), int(w)
     except (TypeError, KeyError, ValueError, IndexError):
         pass
@@ -99,15 +114,13 @@ def _compressed_sizes(rles: Sequence[Any]) -> tuple[list[bytes], np.ndarray] | N
         strings = [r["counts"] for r in rles]
         pairs = [r["size"] for r in rles]
         if not all(type(c) is bytes for c in strings) or not all(
-            len(p) == 2 and type(p[0]) is int and type(p[1]) is int for p in pairs
+            len(p) == 2 and type(p[0]) is int and type(p[1]) is int and _fits(p[0], p[1])
+            for p in pairs
         ):
             return None
     except (TypeError, KeyError, IndexError):
         return None
-    sizes = np.array(pairs, dtype=np.int64).reshape(len(pairs), 2)
-    if sizes.size and (sizes.min() < 0 or (sizes[:, 0] * sizes[:, 1]).max() >= 2**32):
-        return None
-    return strings, sizes
+    return strings, np.array(pairs, dtype=np.int64).reshape(len(pairs), 2)
 
 
 def _parse(func: str, name: str, rles: Sequence[Any]) -> _Runs:
@@ -138,13 +151,7 @@ def _parse(func: str, name: str, rles: Sequence[Any]) -> _Runs:
             strings.append(bytes(counts))
             string_at.append(i)
         elif isinstance(counts, (list, tuple, np.ndarray)):
-            arr = np.asarray(counts)
-            if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
-                raise ValueError(
-                    f"{func}: {label} has 'counts' that is neither a compressed string nor a "
-                    f"list of integer run lengths: {_short(counts)}"
-                )
-            lists[i] = arr.astype(np.int64)
+            lists[i] = _run_lengths(func, label, counts)
         else:
             raise ValueError(
                 f"{func}: {label} must have 'counts' as a compressed string (bytes or str) or a "
@@ -175,6 +182,27 @@ def _parse(func: str, name: str, rles: Sequence[Any]) -> _Runs:
             label = f"{name}[{i}]"
             raise ValueError(f"{func}: {label} {_ERRORS[int(errors[i])]}, got {_short(rles[i])}")
     return _Runs(counts, offsets, sizes)
+
+
+def _run_lengths(func: str, label: str, counts: Any) -> np.ndarray:
+    """Uncompressed counts -> int64 runs. A run beyond int64 becomes 2**63 - 1 (and a negative one
+    -1): the run check refuses both as it would the value itself, with no wrap-around."""
+    try:
+        arr = np.asarray(counts)
+    except (ValueError, TypeError, OverflowError):
+        arr = None
+    if arr is not None and arr.ndim == 1 and arr.dtype.kind in "fO" and arr.size and all(
+        _is_int(v) for v in counts
+    ):  # Python ints past int64 (alone: object; with negatives: float64)
+        arr = np.array([min(max(int(v), -1), 2**63 - 1) for v in counts], dtype=np.int64)
+    if arr is None or arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
+        raise ValueError(
+            f"{func}: {label} has 'counts' that is neither a compressed string nor a "
+            f"list of integer run lengths: {_short(counts)}"
+        )
+    if arr.dtype.kind == "u" and arr.dtype.itemsize == 8:
+        arr = np.minimum(arr, np.uint64(2**63 - 1))
+    return arr.astype(np.int64)
 
 
 def _as_list(func: str, name: str, rles: Any) -> tuple[list[Any], bool]:
@@ -220,6 +248,11 @@ def encode(masks: Any, *, threshold: float | None = None) -> Any:
     spec = _validate.mask_array(func, "masks", x, threshold=threshold, min_ndim=2)
     if x.ndim > 3:
         raise ValueError(f"{func}: masks must have shape (N, H, W) or (H, W), got {_validate.describe(x)}")
+    if not _fits(spec.height, spec.width):
+        raise ValueError(
+            f"{func}: masks of H x W = {spec.height} x {spec.width} pixels are too large for COCO "
+            f"RLE, which needs H * W < 2**32, got {_validate.describe(x)}"
+        )
     from .masks import _foreground_rule
 
     rule, cut = _foreground_rule(x, spec)
@@ -227,7 +260,7 @@ def encode(masks: Any, *, threshold: float | None = None) -> Any:
         x = x.astype(x.dtype.newbyteorder("="))
     if x.dtype == np.bool_:
         x = x.view(np.uint8)
-    flat = x.reshape((-1,) + x.shape[-2:]) if x.ndim == 3 else x[None]
+    flat = x if x.ndim == 3 else x[None]
     strings = _engine().encode(flat, rule, cut)
     out = _result(strings, [(spec.height, spec.width)] * len(strings))
     return out[0] if x.ndim == 2 else out
@@ -298,10 +331,43 @@ def from_uncompressed(rles: Any) -> Any:
     func = "rle.from_uncompressed"
     items, single = _as_list(func, "rles", rles)
     runs = _parse(func, "rles", items)
-    if runs.counts.size and runs.counts.max() >= 2**32:
-        raise ValueError(f"{func}: run lengths must be below 2**32")
     out = _result(_engine().compress(runs.counts, runs.offsets), runs.sizes)
     return out[0] if single else out
+
+
+def _image_size(func: str, height: Any, width: Any) -> tuple[int, int]:
+    for name, value in (("height", height), ("width", width)):
+        if not _is_int(value) or value < 0:
+            raise ValueError(f"{func}: {name} must be a non-negative integer, got {value!r}")
+    h, w = int(height), int(width)
+    if not _fits(h, w):
+        raise ValueError(f"{func}: height * width must be below 2**32 (COCO RLE), got {h} x {w}")
+    return h, w
+
+
+def _numbers(func: str, name: str, value: Any, expected: str) -> np.ndarray:
+    """``value`` as a float64 array; a TypeError for anything but real numbers, a ValueError
+    for a ragged sequence (``expected`` says what was wanted)."""
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError):
+        raise ValueError(f"{func}: {name} must be {expected}, got a ragged sequence "
+                         f"{_short(value)}") from None
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"{func}: {name} must hold real numbers ({expected}), got "
+                        f"{_validate.describe(arr)}: {_short(value)}")
+    return arr.astype(np.float64)
+
+
+def _rasterize(polygons: list[np.ndarray], height: int, width: int) -> np.ndarray:
+    """Runs of the union of polygons, each (K, 2) float64 with checked coordinates."""
+    engine = _engine()
+    runs = [engine.polygon_runs(xy, height, width) for xy in polygons]
+    if len(runs) == 1:
+        return runs[0]
+    offsets = np.zeros(len(runs) + 1, dtype=np.int64)
+    np.cumsum([r.size for r in runs], out=offsets[1:])
+    return engine.merge(np.concatenate(runs), offsets, False)
 
 
 def from_polygons(polygons: Any, height: int, width: int) -> dict[str, Any]:
@@ -310,21 +376,20 @@ def from_polygons(polygons: Any, height: int, width: int) -> dict[str, Any]:
     Parameters
     ----------
     polygons : list of [x0, y0, x1, y1, ...] (at least 3 points each), or one such list
-        Vertex coordinates in pixels, as COCO stores them.
+        Vertex coordinates in pixels, as COCO stores them: finite, of magnitude at most 2**53
+        (about 9.0e15). Vertices may lie anywhere, far outside the image too: time and memory
+        depend on the image width and the vertex count, not on the coordinates.
     height, width : int
-        The image size.
+        The image size (h * w < 2**32).
 
     Returns
     -------
     The union of the polygons, rasterized exactly as pycocotools does: identical to
-    ``merge(frPyObjects(polygons, height, width))``.
+    ``merge(frPyObjects(polygons, height, width))`` (where pycocotools' 32-bit arithmetic holds,
+    coordinates below about 4e8; beyond, the same rasterization computed without overflow).
     """
     func = "rle.from_polygons"
-    for name, value in (("height", height), ("width", width)):
-        if not isinstance(value, (numbers.Integral, np.integer)) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"{func}: {name} must be a non-negative integer, got {value!r}")
-    if int(height) * int(width) >= 2**32:
-        raise ValueError(f"{func}: height * width must be below 2**32, got {height} x {width}")
+    h, w = _image_size(func, height, width)
     if isinstance(polygons, (list, tuple)) and polygons and all(
         isinstance(v, (numbers.Real, np.number)) for v in polygons
     ):
@@ -334,36 +399,61 @@ def from_polygons(polygons: Any, height: int, width: int) -> dict[str, Any]:
             f"{func}: polygons must be a non-empty list of [x0, y0, x1, y1, ...] lists, got "
             f"{_short(polygons)}"
         )
-    engine = _engine()
-    runs = []
+    vertices = []
     for i, poly in enumerate(polygons):
-        xy = np.asarray(poly, dtype=np.float64) if isinstance(poly, (list, tuple, np.ndarray)) else None
-        if xy is None or xy.ndim != 1 or xy.size < 6 or xy.size % 2 or not np.isfinite(xy).all():
+        expected = "a flat list of at least 3 finite (x, y) pairs"
+        if not isinstance(poly, (list, tuple, np.ndarray)):
+            raise ValueError(f"{func}: polygons[{i}] must be {expected}, got {_short(poly)}")
+        xy = _numbers(func, f"polygons[{i}]", poly, expected)
+        if xy.ndim != 1 or xy.size < 6 or xy.size % 2:
+            raise ValueError(f"{func}: polygons[{i}] must be {expected}, got {_short(poly)}")
+        if not (np.abs(xy) <= MAX_COORDINATE).all():  # NaN fails this too
+            if not np.isfinite(xy).all():
+                raise ValueError(f"{func}: polygons[{i}] must be {expected}, got {_short(poly)}")
+            j = int(np.flatnonzero(np.abs(xy) > MAX_COORDINATE)[0])
             raise ValueError(
-                f"{func}: polygons[{i}] must be a flat list of at least 3 finite (x, y) pairs, "
-                f"got {_short(poly)}"
+                f"{func}: polygons[{i}] has the coordinate {float(xy[j])!r} (index {j}); "
+                f"coordinates must be within +-2**53 (about 9.0e15)"
             )
-        runs.append(engine.polygon_runs(xy.reshape(-1, 2), int(height), int(width)))
-    offsets = np.zeros(len(runs) + 1, dtype=np.int64)
-    np.cumsum([r.size for r in runs], out=offsets[1:])
-    counts = np.concatenate(runs)
-    merged = counts if len(runs) == 1 else engine.merge(counts, offsets, False)
-    strings = engine.compress(merged, np.array([0, merged.size], dtype=np.int64))
-    return _result(strings, [(height, width)])[0]
+        vertices.append(xy.reshape(-1, 2))
+    merged = _rasterize(vertices, h, w)
+    strings = _engine().compress(merged, np.array([0, merged.size], dtype=np.int64))
+    return _result(strings, [(h, w)])[0]
 
 
 def from_boxes(boxes: Any, height: int, width: int) -> list[dict[str, Any]]:
-    """Rasterize COCO boxes ``[x, y, w, h]`` (``(N, 4)``) into RLE dicts, as
-    ``pycocotools.mask.frPyObjects`` does for boxes (each box is drawn as its 4-corner polygon)."""
+    """Rasterize COCO boxes into RLE dicts, as ``pycocotools.mask.frPyObjects`` does for boxes
+    (each box drawn as its 4-corner polygon).
+
+    Parameters
+    ----------
+    boxes : array-like (N, 4)
+        ``[x, y, w, h]`` rows, finite real numbers of any magnitude.
+    height, width : int
+        The image size (h * w < 2**32).
+
+    Returns
+    -------
+    list of N RLE dicts. Corners beyond the image are first moved to one pixel past its border,
+    which leaves the rasterization unchanged (a box's edges are axis-aligned).
+    """
     func = "rle.from_boxes"
-    b = np.asarray(boxes, dtype=np.float64)
+    h, w = _image_size(func, height, width)
+    expected = "[x, y, w, h] rows of shape (N, 4)"
+    b = _numbers(func, "boxes", boxes, expected)
     if b.ndim != 2 or b.shape[1] != 4 or not np.isfinite(b).all():
-        raise ValueError(f"{func}: boxes must be finite [x, y, w, h] rows of shape (N, 4), got "
-                         f"{_validate.describe(np.asarray(boxes))}")
-    x0, y0 = b[:, 0], b[:, 1]
-    x1, y1 = x0 + b[:, 2], y0 + b[:, 3]
-    corners = np.stack([x0, y0, x0, y1, x1, y1, x1, y0], axis=1)
-    return [from_polygons([list(c)], height, width) for c in corners]
+        raise ValueError(f"{func}: boxes must be finite {expected}, got {_validate.describe(b)}")
+    with np.errstate(over="ignore"):  # x + w past float64: infinite, then clipped as any far corner
+        x0, y0 = b[:, 0], b[:, 1]
+        x1, y1 = x0 + b[:, 2], y0 + b[:, 3]
+    x0, x1 = (np.clip(v, -1.0, w + 1.0) for v in (x0, x1))
+    y0, y1 = (np.clip(v, -1.0, h + 1.0) for v in (y0, y1))
+    corners = np.stack([x0, y0, x0, y1, x1, y1, x1, y0], axis=1).reshape(-1, 4, 2)
+    runs = [_rasterize([c], h, w) for c in corners]
+    offsets = np.zeros(len(runs) + 1, dtype=np.int64)
+    np.cumsum([r.size for r in runs], out=offsets[1:])
+    counts = np.concatenate(runs) if runs else np.empty(0, dtype=np.int64)
+    return _result(_engine().compress(counts, offsets), [(h, w)] * len(runs))
 
 
 def _same_size(func: str, runs: _Runs, name: str) -> None:

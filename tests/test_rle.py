@@ -261,7 +261,7 @@ GOOD = {"size": [4, 5], "counts": b"01b00"}
 MALFORMED = [
     ({"size": [4, 5], "counts": b"01b0"}, r"rles\[0\] has run lengths that do not add up to h \* w"),
     ({"size": [4, 5], "counts": [0, 1, 18]}, r"rles\[0\] has run lengths that do not add up"),
-    ({"size": [4, 5], "counts": [0, 1, 20, -1]}, r"rles\[0\] has a negative run length"),
+    ({"size": [4, 5], "counts": [0, 1, -1, 20]}, r"rles\[0\] has a negative run length"),
     ({"size": [4, 5], "counts": b"01b0 "}, r"rles\[0\] has a character outside '0'\.\.'o'"),
     ({"size": [4, 5], "counts": "01b0\u00e9"}, r"rles\[0\] has a character outside"),
     ({"size": [4, 5], "counts": b"01b"}, r"rles\[0\] has a compressed counts string that ends in the middle"),

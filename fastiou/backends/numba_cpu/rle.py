@@ -19,7 +19,13 @@ from . import kernel, serial_and_parallel
 from .masks import popcount, trailing_zeros
 
 # Error codes of the string decoder and of the run checks.
-OK, BAD_CHAR, TRUNCATED, OVERFLOW, NEGATIVE, WRONG_TOTAL = 0, 1, 2, 3, 4, 5
+OK, BAD_CHAR, TRUNCATED, OVERFLOW, NEGATIVE, WRONG_TOTAL, PAST_TOTAL = 0, 1, 2, 3, 4, 5, 6
+
+# Run lengths and their running totals never pass h * w, and h * w < 2**32 (checked by the caller):
+# a count, or its difference with the count two before, then needs at most 33 bits with the sign,
+# that is 7 characters of 5 bits in the compressed format.
+MAX_PIXELS = 2**32
+CHARS_PER_RUN = 7
 
 # At least this many pixels (or runs) before a call starts worker threads.
 PARALLEL_WORK = 1 << 27
@@ -92,11 +98,11 @@ def _put_count(index, count, before2, buf, pos):
     return _put(count - before2 if index > 2 else count, buf, pos)
 
 
-def _encode_write(bits, height, offsets, buf, lengths):  # buf: 7 characters a run at most
+def _encode_write(bits, height, offsets, buf, lengths):  # buf: CHARS_PER_RUN characters a run
     words = bits.shape[1]
     size = np.int64(height) * bits.shape[2]
     for i in numba.prange(bits.shape[0]):
-        start = np.int64(offsets[i]) * 7
+        start = np.int64(offsets[i]) * CHARS_PER_RUN
         pos = start
         index = np.int64(0)
         last = np.int64(0)  # position where the current run started
@@ -130,6 +136,8 @@ ENCODE_CHUNK_BYTES = 64 * 2**20
 def encode(masks: np.ndarray, rule: str, cut: Any) -> list[bytes]:
     """Dense masks (N, H, W) in any layout -> one compressed string per mask."""
     n, height, width = masks.shape
+    if height * width >= MAX_PIXELS:  # runs past 32 bits would not fit CHARS_PER_RUN
+        raise ValueError(f"masks of {height} x {width} pixels: COCO RLE holds fewer than 2**32")
     if n == 0:
         return []
     if height * width == 0:
@@ -150,11 +158,17 @@ def encode(masks: np.ndarray, rule: str, cut: Any) -> list[bytes]:
     _ENCODE_COUNT[parallel](masks, flag, cut, bits, runs)
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(runs, out=offsets[1:])
-    buf = np.empty(int(offsets[-1]) * 7, dtype=np.uint8)
+    buf = np.empty(int(offsets[-1]) * CHARS_PER_RUN, dtype=np.uint8)
     lengths = np.empty(n, dtype=np.int64)
     _ENCODE_WRITE[parallel](bits, height, offsets, buf, lengths)
+    return _split(buf, offsets, lengths)
+
+
+def _split(buf: np.ndarray, offsets: np.ndarray, lengths: np.ndarray) -> list[bytes]:
+    """The strings written at CHARS_PER_RUN * offsets[i], lengths[i] characters each."""
     raw = buf.tobytes()
-    return [raw[7 * o : 7 * o + ln] for o, ln in zip(offsets[:-1].tolist(), lengths.tolist())]
+    starts = (offsets[:-1] * CHARS_PER_RUN).tolist()
+    return [raw[o : o + ln] for o, ln in zip(starts, lengths.tolist())]
 
 
 def _put_py(value: int, out: bytearray) -> bytearray:
@@ -188,11 +202,23 @@ def _string_counts(buf, starts, ends, numbers):
 
 
 @kernel()
+def _check_run(count, before, total):
+    """Error code of one run given the sum of the runs before it (never past ``total``), so that
+    no sum of runs can wrap around."""
+    if count < 0:
+        return NEGATIVE
+    if count > total - before:
+        return PAST_TOTAL
+    return OK
+
+
+@kernel()
 def _check_runs(counts, lo, hi, total):
     s = np.int64(0)
     for j in range(lo, hi):
-        if counts[j] < 0:
-            return NEGATIVE
+        err = _check_run(counts[j], s, total)
+        if err != OK:
+            return err
         s += counts[j]
     return OK if s == total else WRONG_TOTAL
 
@@ -203,6 +229,7 @@ def _decode_strings(buf, starts, ends, offsets, totals, counts, errors):
         m = offsets[i]
         p = starts[i]
         err = OK
+        s = np.int64(0)  # sum of the runs so far, checked run by run: within [0, totals[i]]
         while p < ends[i]:
             x = np.int64(0)
             k = 0
@@ -224,11 +251,15 @@ def _decode_strings(buf, starts, ends, offsets, totals, counts, errors):
             if err != OK:
                 break
             if m - offsets[i] > 2:
-                x += counts[m - 2]
+                x += counts[m - 2]  # |x| < 2**60 and 0 <= counts[m - 2] <= totals[i]: no wrap
+            err = _check_run(x, s, totals[i])
+            if err != OK:
+                break
+            s += x
             counts[m] = x
             m += 1
-        if err == OK:
-            err = _check_runs(counts, offsets[i], offsets[i + 1], totals[i])
+        if err == OK and s != totals[i]:
+            err = WRONG_TOTAL
         errors[i] = err
 
 
@@ -274,7 +305,7 @@ def check_runs(counts: np.ndarray, offsets: np.ndarray, totals: np.ndarray) -> n
 @kernel()
 def _compress(counts, offsets, buf, lengths):
     for i in range(offsets.shape[0] - 1):
-        start = offsets[i] * 7
+        start = offsets[i] * CHARS_PER_RUN
         pos = start
         lo = offsets[i]
         for j in range(lo, offsets[i + 1]):
@@ -283,21 +314,24 @@ def _compress(counts, offsets, buf, lengths):
 
 
 def compress(counts: np.ndarray, offsets: np.ndarray) -> list[bytes]:
-    """Runs -> compressed strings (counts must fit in 32 bits, as pycocotools stores them)."""
+    """Runs -> compressed strings. Every run must be in [0, 2**32), as pycocotools stores them
+    (checked: that is what bounds a run to CHARS_PER_RUN characters)."""
     n = offsets.shape[0] - 1
-    buf = np.empty(max(1, int(offsets[-1]) * 7), dtype=np.uint8)
+    if counts.size and (counts.min() < 0 or counts.max() >= MAX_PIXELS):
+        raise ValueError("run lengths to compress must be in [0, 2**32)")
+    buf = np.empty(max(1, int(offsets[-1]) * CHARS_PER_RUN), dtype=np.uint8)
     lengths = np.empty(n, dtype=np.int64)
     if n:
         _compress(counts, offsets, buf, lengths)
-    raw = buf.tobytes()
-    return [raw[7 * o : 7 * o + ln] for o, ln in zip(offsets[:-1].tolist(), lengths.tolist())]
+    return _split(buf, offsets, lengths)
 
 
 # --------------------------------------------------------------------------------------------
 # Decoding, areas, boxes.
 
 
-def _decode(counts, offsets, height, out):  # out (N, H, W) zeroed
+def _decode(counts, offsets, height, out):  # out (N, H, W) zeroed; runs checked
+    width = out.shape[2]
     for i in numba.prange(offsets.shape[0] - 1):
         pos = np.int64(0)
         on = False
@@ -306,7 +340,7 @@ def _decode(counts, offsets, height, out):  # out (N, H, W) zeroed
             if on and c > 0:
                 x, y = divmod(pos, height)
                 left = c
-                while left > 0:  # one column at a time
+                while left > 0 and x < width:  # one column at a time, never past the mask
                     take = min(left, height - y)
                     for yy in range(y, y + take):
                         out[i, yy, x] = True
@@ -547,12 +581,16 @@ def iou(dt: tuple[np.ndarray, ...], gt: tuple[np.ndarray, ...], height: int, cro
 
 
 # --------------------------------------------------------------------------------------------
-# Polygons: COCO's rasterization, so that the runs are exactly those of pycocotools. The polygon
-# is scaled by 5 and walked densely along its edges; every step of the walk that changes column
-# on the fine grid at a pixel centre of the coarse grid marks the first row inside the polygon in
-# that column (or the first row past it); sorted, those marks are the run boundaries. This relies
-# on the engine's fastmath set allowing no fused multiply-add, which would round some walk steps
-# differently from COCO's C.
+# Polygons: COCO's rasterization, so that the runs are exactly those of pycocotools. COCO scales
+# the polygon by 5 and walks it densely along its edges; every step of the walk that changes column
+# on the fine grid at a pixel centre of the coarse grid (fine column 5 X + 2, X in [0, w)) marks the
+# first row inside the polygon in that column (or the first row past it); sorted, those marks are
+# the run boundaries. The fine column changes monotonically along an edge, so instead of walking
+# every step (as many as the coordinates are large) the step that leaves column 5 X + 2 is found by
+# bisection, for each of the image's columns the edge spans: work and memory depend on the image
+# and the vertex count, not on the coordinates, and the marks are those of the full walk. This
+# relies on the engine's fastmath set allowing no fused multiply-add, which would round some walk
+# steps differently from COCO's C.
 
 _SCALE = 5.0
 
@@ -564,7 +602,151 @@ def _c_int(v):
 
 
 @kernel()
-def _polygon_runs(xy, height, width):  # xy (K, 2) float64 -> runs
+def _edge(xs, ys, j):
+    """COCO's walk of edge j, from vertex j to j + 1 on the fine grid, as
+    (steep, flip, n, x_start, y_start, slope): points d = 0..n, see _walk."""
+    x_start, x_end, y_start, y_end = xs[j], xs[j + 1], ys[j], ys[j + 1]
+    dx, dy = abs(x_end - x_start), abs(y_start - y_end)
+    steep = dx < dy
+    flip = (not steep and x_start > x_end) or (steep and y_start > y_end)
+    if flip:
+        x_start, x_end = x_end, x_start
+        y_start, y_end = y_end, y_start
+    if steep:
+        return steep, flip, dy, x_start, y_start, (x_end - x_start) / dy
+    return steep, flip, dx, x_start, y_start, (y_end - y_start) / dx if dx != 0 else 0.0
+
+
+@kernel()
+def _walk(edge, d):
+    """Point d (0..n) of an edge's walk, (u, v) = (fine column, fine row), from vertex j on."""
+    steep, flip, n, x_start, y_start, slope = edge
+    t = n - d if flip else d
+    if steep:
+        return _c_int(x_start + slope * t + 0.5), t + y_start
+    return t + x_start, _c_int(y_start + slope * t + 0.5)
+
+
+@kernel()
+def _mark(u1, v1, u2, v2, height, width):
+    """COCO's run boundary for two consecutive points of the walk, or -1 when they give none."""
+    if u1 == u2:
+        return np.int64(-1)
+    xd = (min(u1, u2) + 0.5) / _SCALE - 0.5
+    if math.floor(xd) != xd or xd < 0 or xd > width - 1:
+        return np.int64(-1)
+    yd = (min(v1, v2) + 0.5) / _SCALE - 0.5
+    if yd < 0:
+        yd = 0.0
+    elif yd > height:
+        yd = float(height)
+    return _c_int(xd) * height + _c_int(math.ceil(yd))
+
+
+@kernel()
+def _columns(u0, un, width):
+    """The image columns X whose fine column 5 X + 2 lies between u0 and un: [first, last]."""
+    lo, hi = min(u0, un), max(u0, un)
+    first = max(np.int64(0), -((2 - lo) // 5))  # ceil((lo - 2) / 5)
+    last = min(np.int64(width) - 1, (hi - 2) // 5)
+    return first, last
+
+
+@kernel()
+def _step_leaving(edge, target, rising):
+    """The step d (1..n) of the walk whose pair (d - 1, d) leaves fine column ``target``
+    (rising: u goes up from it; otherwise u comes down to it), or -1. Bisection on the monotone u."""
+    n = edge[2]
+    lo, hi = np.int64(1), n + 1
+    while lo < hi:
+        mid = lo + (hi - lo) // 2
+        u = _walk(edge, mid)[0]
+        if (u > target) if rising else (u <= target):
+            hi = mid
+        else:
+            lo = mid + 1
+    if lo > n:
+        return np.int64(-1)
+    here = lo - 1 if rising else lo
+    return lo if _walk(edge, here)[0] == target else np.int64(-1)
+
+
+@kernel()
+def _mark_bound(xs, ys, width):
+    """An upper bound on the marks of a polygon: per edge, one per column it spans, plus one."""
+    total = np.int64(0)
+    for j in range(xs.shape[0] - 1):
+        edge = _edge(xs, ys, j)
+        first, last = _columns(_walk(edge, 0)[0], _walk(edge, edge[2])[0], width)
+        total += max(np.int64(0), last - first + 1) + 1
+    return total
+
+
+@kernel()
+def _polygon_marks(xs, ys, height, width, marks):
+    """COCO's run boundaries of the polygon (xs, ys on the fine grid, closed: last = first) into
+    ``marks`` (room for _mark_bound of them); returns how many."""
+    count = 0
+    pu, pv = np.int64(0), np.int64(0)  # the last point of the previous edge's walk
+    for j in range(xs.shape[0] - 1):
+        edge = _edge(xs, ys, j)
+        u0, v0 = _walk(edge, 0)
+        un, vn = _walk(edge, edge[2])
+        if j > 0:  # the pair made by the previous edge's last point and this edge's first
+            at = _mark(pu, pv, u0, v0, height, width)
+            if at >= 0:
+                marks[count] = at
+                count += 1
+        pu, pv = un, vn
+        if u0 == un:
+            continue
+        first, last = _columns(u0, un, width)
+        for x in range(first, last + 1):
+            d = _step_leaving(edge, 5 * x + 2, un > u0)
+            if d > 0:
+                ua, va = _walk(edge, d - 1)
+                ub, vb = _walk(edge, d)
+                at = _mark(ua, va, ub, vb, height, width)
+                if at >= 0:
+                    marks[count] = at
+                    count += 1
+    return count
+
+
+@kernel()
+def _runs_from_marks(marks, total):
+    """Sorted run boundaries (and ``total`` = h * w) -> COCO's runs, empty runs folded: an empty
+    run joins the next one onto the run before it."""
+    count = marks.shape[0] + 1
+    bounds = np.empty(count, dtype=np.int64)
+    bounds[: count - 1] = np.sort(marks)
+    bounds[count - 1] = total
+    previous = np.int64(0)
+    for j in range(count):
+        here = bounds[j]
+        bounds[j] = here - previous
+        previous = here
+    out = np.empty(count, dtype=np.int64)
+    n = 0
+    out[n] = bounds[0]
+    n += 1
+    j = 1
+    while j < count:
+        if bounds[j] > 0:
+            out[n] = bounds[j]
+            n += 1
+            j += 1
+        else:
+            j += 1
+            if j < count:
+                out[n - 1] += bounds[j]
+                j += 1
+    return out[:n].copy()
+
+
+@kernel()
+def _fine_grid(xy):
+    """Vertices (K, 2) -> COCO's fine-grid vertices xs, ys (K + 1, closed), as C casts them."""
     k = xy.shape[0]
     xs = np.empty(k + 1, dtype=np.int64)
     ys = np.empty(k + 1, dtype=np.int64)
@@ -572,75 +754,23 @@ def _polygon_runs(xy, height, width):  # xy (K, 2) float64 -> runs
         xs[j] = _c_int(_SCALE * xy[j, 0] + 0.5)
         ys[j] = _c_int(_SCALE * xy[j, 1] + 0.5)
     xs[k], ys[k] = xs[0], ys[0]
-    steps = 0
-    for j in range(k):
-        steps += max(abs(xs[j] - xs[j + 1]), abs(ys[j] - ys[j + 1])) + 1
-    u = np.empty(steps, dtype=np.int64)
-    v = np.empty(steps, dtype=np.int64)
-    m = 0
-    for j in range(k):
-        x_start, x_end, y_start, y_end = xs[j], xs[j + 1], ys[j], ys[j + 1]
-        dx, dy = abs(x_end - x_start), abs(y_start - y_end)
-        flip = (dx >= dy and x_start > x_end) or (dx < dy and y_start > y_end)
-        if flip:
-            x_start, x_end = x_end, x_start
-            y_start, y_end = y_end, y_start
-        if dx >= dy:
-            slope = (y_end - y_start) / dx if dx != 0 else 0.0
-            for d in range(dx + 1):
-                t = dx - d if flip else d
-                u[m] = t + x_start
-                v[m] = _c_int(y_start + slope * t + 0.5)
-                m += 1
-        else:
-            slope = (x_end - x_start) / dy
-            for d in range(dy + 1):
-                t = dy - d if flip else d
-                v[m] = t + y_start
-                u[m] = _c_int(x_start + slope * t + 0.5)
-                m += 1
-    marks = np.empty(m + 1, dtype=np.int64)
-    count = 0
-    for j in range(1, m):
-        if u[j] == u[j - 1]:
-            continue
-        xd = (min(u[j], u[j - 1]) + 0.5) / _SCALE - 0.5
-        if math.floor(xd) != xd or xd < 0 or xd > width - 1:
-            continue
-        yd = (min(v[j], v[j - 1]) + 0.5) / _SCALE - 0.5
-        if yd < 0:
-            yd = 0.0
-        elif yd > height:
-            yd = float(height)
-        marks[count] = _c_int(xd) * height + _c_int(math.ceil(yd))
-        count += 1
-    marks[count] = height * width
-    count += 1
-    marks = np.sort(marks[:count])
-    previous = np.int64(0)
-    for j in range(count):
-        here = marks[j]
-        marks[j] = here - previous
-        previous = here
-    # Empty runs are folded: an empty run joins the next one onto the run before it.
-    out = np.empty(count, dtype=np.int64)
-    n = 0
-    out[n] = marks[0]
-    n += 1
-    j = 1
-    while j < count:
-        if marks[j] > 0:
-            out[n] = marks[j]
-            n += 1
-            j += 1
-        else:
-            j += 1
-            if j < count:
-                out[n - 1] += marks[j]
-                j += 1
-    return out[:n].copy()
+    return xs, ys
 
 
 def polygon_runs(xy: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Runs of one polygon ``xy`` (K, 2) rasterized into an image of ``height`` x ``width``."""
+    """Runs of one polygon ``xy`` (K, 2) rasterized into an image of ``height`` x ``width``.
+
+    The caller checks that the coordinates are finite and small enough for the fine grid to fit
+    int64 (|coordinate| <= 2**53) and that height * width < 2**32.
+    """
+    if xy.shape[0] * (width + 1) >= 2**62:  # _mark_bound cannot wrap
+        raise ValueError(f"a polygon of {xy.shape[0]} vertices is too large to rasterize")
     return _polygon_runs(np.ascontiguousarray(xy, dtype=np.float64), height, width)
+
+
+@kernel()
+def _polygon_runs(xy, height, width):  # one compiled call: most polygons are small
+    xs, ys = _fine_grid(xy)
+    marks = np.empty(_mark_bound(xs, ys, width), dtype=np.int64)
+    count = _polygon_marks(xs, ys, height, width, marks)
+    return _runs_from_marks(marks[:count], np.int64(height) * width)
