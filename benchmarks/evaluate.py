@@ -1,0 +1,319 @@
+"""Dataset evaluation benchmark: ``fastiou.evaluate`` against a NumPy loop and pycocotools.
+
+    python -m benchmarks.evaluate            # full run, JSON in benchmarks/results/evaluate.json
+    python -m benchmarks.evaluate --quick    # smaller datasets, for a smoke test
+
+Workloads (synthetic, seeded):
+
+- **boxes**: 5,000 images with COCO-like sizes: 1-50 ground-truth boxes per image (uniform), 100
+  predictions each (up to two jittered copies of each object, the rest random; uniform scores),
+  float32 'xyxy'. Greedy matching at IoU 0.5 and the mean IoU over all objects.
+- **masks**: 500 images of 480x640, 1-10 ground-truth masks each and 10 predictions (rectangles;
+  predictions are jittered objects and random rectangles), bool. Smaller counts than the box
+  dataset so that the dense masks (about 2.4 GB) fit in memory.
+
+Implementations, each timed in a fresh process (first call, with compilation, reported apart;
+then the median and 90th percentile of the repeats):
+
+- ``fastiou numba`` (NumPy arrays), ``fastiou jax.jit`` (jax arrays on jax's default device),
+  ``fastiou cupy`` when a GPU is present;
+- ``numpy loop``: per image, IoU by NumPy broadcasting (boxes) or a float32 matrix product of the
+  flattened masks (masks), then the same greedy rule with a loop over the predictions;
+- ``pycocotools evaluateImg`` (boxes): ``COCOeval.evaluate()`` with ``iouThrs=[0.5]``, one area
+  range (all), ``maxDets=[100]``: its per-image IoU and matching (``computeIoU`` and
+  ``evaluateImg``), from the loaded COCO objects.
+
+Every implementation's number of matched objects is checked against fastiou's (``agrees``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+from ._common import cli, machine
+
+THRESHOLD = 0.5
+
+
+# --- data ----------------------------------------------------------------------------------------
+
+
+def _random_boxes(rng: np.random.Generator, n: int, h: float, w: float) -> np.ndarray:
+    size = np.exp(rng.uniform(np.log(6), np.log(0.6 * min(h, w)), (n, 2)))
+    lo = rng.uniform(0, 1, (n, 2)) * (np.array([w, h]) - size)
+    return np.concatenate([lo, lo + size], axis=1)
+
+
+def _near(rng: np.random.Generator, boxes: np.ndarray, k: int, spread: float) -> np.ndarray:
+    src = boxes[rng.integers(0, boxes.shape[0], k)]
+    extent = np.tile(src[:, 2:] - src[:, :2], 2)
+    return src + rng.normal(0, spread, src.shape) * extent
+
+
+def box_dataset(images: int, seed: int = 0) -> tuple[list[np.ndarray], ...]:
+    rng = np.random.default_rng(seed)
+    gt, pred, scores = [], [], []
+    for _ in range(images):
+        g = _random_boxes(rng, int(rng.integers(1, 51)), 480, 640)
+        k = min(100, int(rng.integers(g.shape[0], 2 * g.shape[0] + 1)))
+        p = np.concatenate([_near(rng, g, k, 0.08), _random_boxes(rng, 100 - k, 480, 640)])
+        gt.append(g.astype(np.float32))
+        pred.append(p.astype(np.float32))
+        scores.append(rng.random(100).astype(np.float32))
+    return gt, pred, scores
+
+
+def mask_dataset(images: int, seed: int = 1, h: int = 480, w: int = 640,
+                 max_gt: int = 10, preds: int = 10) -> tuple[list[np.ndarray], ...]:
+    rng = np.random.default_rng(seed)
+    gt, pred, scores = [], [], []
+
+    def paint(boxes: np.ndarray) -> np.ndarray:
+        out = np.zeros((boxes.shape[0], h, w), dtype=bool)
+        b = np.clip(np.round(boxes), 0, [w, h, w, h]).astype(int)
+        for m, (x0, y0, x1, y1) in zip(out, b):
+            m[y0:y1, x0:x1] = True
+        return out
+
+    for _ in range(images):
+        g = _random_boxes(rng, int(rng.integers(1, max_gt + 1)), h, w)
+        k = min(preds, g.shape[0] + int(rng.integers(0, 3)))
+        p = np.concatenate([_near(rng, g, k, 0.08), _random_boxes(rng, preds - k, h, w)])
+        gt.append(paint(g))
+        pred.append(paint(p))
+        scores.append(rng.random(preds).astype(np.float32))
+    return gt, pred, scores
+
+
+# --- baselines -----------------------------------------------------------------------------------
+
+
+def _greedy(iou: np.ndarray, scores: np.ndarray, t: float) -> np.ndarray:
+    """COCO's greedy rule on one (G, P) matrix: the IoU of each object with its match, or 0."""
+    got = np.zeros(iou.shape[0])
+    taken = np.zeros(iou.shape[0], dtype=bool)
+    cut = min(t, 1 - 1e-10)
+    for j in np.argsort(-scores, kind="stable"):
+        col = np.where(taken, -1.0, iou[:, j])
+        k = col.shape[0] - 1 - int(np.argmax(col[::-1]))  # the last of equal IoUs, as COCO
+        if col[k] >= cut and col[k] > 0:
+            taken[k] = True
+            got[k] = col[k]
+    return got
+
+
+def numpy_boxes(gt: list, pred: list, scores: list) -> tuple[float, int]:
+    total, count, matched = 0.0, 0, 0
+    for g, p, s in zip(gt, pred, scores):
+        count += g.shape[0]
+        if not (g.shape[0] and p.shape[0]):
+            continue
+        lt = np.maximum(g[:, None, :2], p[None, :, :2])
+        rb = np.minimum(g[:, None, 2:], p[None, :, 2:])
+        wh = np.clip(rb - lt, 0, None)
+        inter = wh[..., 0] * wh[..., 1]
+        area_g = np.prod(g[:, 2:] - g[:, :2], axis=1)
+        area_p = np.prod(p[:, 2:] - p[:, :2], axis=1)
+        got = _greedy(inter / (area_g[:, None] + area_p[None, :] - inter), s, THRESHOLD)
+        total += got.sum()
+        matched += int(np.count_nonzero(got))
+    return total / count, matched
+
+
+def numpy_masks(gt: list, pred: list, scores: list) -> tuple[float, int]:
+    total, count, matched = 0.0, 0, 0
+    for g, p, s in zip(gt, pred, scores):
+        count += g.shape[0]
+        a = g.reshape(g.shape[0], -1).astype(np.float32)
+        b = p.reshape(p.shape[0], -1).astype(np.float32)
+        inter = a @ b.T
+        union = a.sum(1)[:, None] + b.sum(1)[None, :] - inter
+        got = _greedy(np.divide(inter, union, out=np.zeros_like(inter), where=union > 0), s,
+                      THRESHOLD)
+        total += got.sum()
+        matched += int(np.count_nonzero(got))
+    return total / count, matched
+
+
+def pycocotools_setup(gt: list, pred: list, scores: list) -> Callable[[], Any]:
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    images, anns, dets = [], [], []
+    for i, (g, p, s) in enumerate(zip(gt, pred, scores)):
+        images.append({"id": i, "height": 480, "width": 640})
+        for b in g.astype(np.float64):
+            w, h = b[2] - b[0], b[3] - b[1]
+            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": 1, "iscrowd": 0,
+                         "bbox": [b[0], b[1], w, h], "area": w * h})
+        for b, v in zip(p.astype(np.float64), s):
+            dets.append({"image_id": i, "category_id": 1, "score": float(v),
+                         "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]]})
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO()
+        coco.dataset = {"images": images, "annotations": anns,
+                        "categories": [{"id": 1, "name": "object"}]}
+        coco.createIndex()
+        results = coco.loadRes(dets)
+
+    def run() -> int:
+        e = COCOeval(coco, results, "bbox")
+        e.params.iouThrs = np.array([THRESHOLD])
+        e.params.areaRng = [[0, 1e10]]
+        e.params.areaRngLbl = ["all"]
+        e.params.maxDets = [100]
+        with contextlib.redirect_stdout(io.StringIO()):
+            e.evaluate()
+        return sum(int(np.count_nonzero(r["dtMatches"][0])) for r in e.evalImgs if r)
+
+    return run
+
+
+# --- one workload in this process ----------------------------------------------------------------
+
+
+def _time(fn: Callable[[], Any], repeats: int, finish: Callable[[Any], Any]) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    first = finish(fn())
+    first_s = time.perf_counter() - t0
+    samples = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        finish(fn())
+        samples.append(time.perf_counter() - t0)
+    samples.sort()
+    return {"first_call_s": first_s, "median_s": statistics.median(samples),
+            "p90_s": samples[min(len(samples) - 1, int(round(0.9 * (len(samples) - 1))))],
+            "repeats": repeats, "result": first}
+
+
+def child(workload: str, impl: str, quick: bool) -> dict[str, Any]:
+    import fastiou
+
+    if workload == "boxes":
+        data = box_dataset(500 if quick else 5000)
+    else:
+        data = mask_dataset(40 if quick else 500)
+    gt, pred, scores = data
+    repeats = 3 if quick else (7 if workload == "boxes" else 5)
+
+    def report_of(r: Any) -> tuple[float, int]:
+        return float(r.mean_iou), int(r.num_matched)
+
+    if impl == "fastiou numba":
+        row = _time(lambda: fastiou.evaluate(gt, pred, scores=scores), repeats, report_of)
+    elif impl == "fastiou jax.jit":
+        import jax.numpy as jnp
+
+        on = [[jnp.asarray(x) for x in side] for side in (gt, pred)]
+        row = _time(lambda: fastiou.evaluate(on[0], on[1], scores=scores), repeats, report_of)
+    elif impl == "fastiou cupy":
+        import cupy
+
+        on = [[cupy.asarray(x) for x in side] for side in (gt, pred)]
+        row = _time(lambda: fastiou.evaluate(on[0], on[1], scores=scores), repeats, report_of)
+    elif impl == "numpy loop":
+        fn = numpy_boxes if workload == "boxes" else numpy_masks
+        row = _time(lambda: fn(gt, pred, scores), 3 if workload == "boxes" else 2, lambda r: r)
+    elif impl == "pycocotools evaluateImg":
+        run = pycocotools_setup(gt, pred, scores)
+        row = _time(run, 2 if quick else 3, lambda r: (None, r))
+    else:
+        raise ValueError(impl)
+    mean, matched = row.pop("result")
+    return {"workload": workload, "impl": impl, "mean_iou": mean, "matched": matched, **row}
+
+
+IMPLS = {
+    "boxes": ("fastiou numba", "fastiou jax.jit", "fastiou cupy", "numpy loop",
+              "pycocotools evaluateImg"),
+    "masks": ("fastiou numba", "fastiou jax.jit", "fastiou cupy", "numpy loop"),
+}
+
+
+def _available(impl: str) -> bool:
+    import importlib.util
+
+    if impl == "fastiou jax.jit":
+        return importlib.util.find_spec("jax") is not None
+    if impl == "fastiou cupy":
+        import fastiou
+
+        return fastiou.available_backends()["cupy"].available
+    if impl == "pycocotools evaluateImg":
+        return importlib.util.find_spec("pycocotools") is not None
+    return True
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    results = []
+    for workload, impls in IMPLS.items():
+        for impl in impls:
+            if not _available(impl):
+                continue
+            cmd = [sys.executable, "-m", "benchmarks.evaluate", "--child", workload, impl]
+            if quick:
+                cmd.append("--quick")
+            out = subprocess.run(cmd, capture_output=True, text=True,
+                                 cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+            if out.returncode != 0:
+                raise RuntimeError(f"{workload} / {impl} failed:\n{out.stderr[-4000:]}")
+            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    for workload in IMPLS:
+        rows = [r for r in results if r["workload"] == workload]
+        ours = next(r for r in rows if r["impl"] == "fastiou numba")
+        for r in rows:
+            r["speedup_vs_numpy"] = None
+            r["agrees"] = r["matched"] == ours["matched"]
+        base = next((r for r in rows if r["impl"] == "numpy loop"), None)
+        for r in rows:
+            if base is not None:
+                r["speedup_vs_numpy"] = base["median_s"] / r["median_s"]
+    return {"machine": machine(), "threshold": THRESHOLD, "quick": quick, "results": results}
+
+
+def targets(payload: dict[str, Any]) -> list[str]:
+    rows = {(r["workload"], r["impl"]): r for r in payload["results"]}
+    ours = rows[("boxes", "fastiou numba")]["median_s"]
+    lines = []
+    for impl, goal in (("numpy loop", 20), ("pycocotools evaluateImg", 50)):
+        if ("boxes", impl) in rows:
+            ratio = rows[("boxes", impl)]["median_s"] / ours
+            lines.append(f"boxes: fastiou numba {ratio:.1f}x {impl} (target >= {goal}x): "
+                         f"{'met' if ratio >= goal else 'NOT met'}")
+    if not all(r["agrees"] for r in payload["results"]):
+        lines.append("WARNING: matched counts differ between implementations")
+    return lines
+
+
+def cells(r: dict[str, Any]) -> dict[str, str]:
+    from ._common import fmt_time
+
+    speed = r.get("speedup_vs_numpy")
+    return {"p90": fmt_time(r["p90_s"]), "vs": "-" if speed is None else f"{speed:.1f}x",
+            "mean": f"{r['mean_iou']:.4f}" if r["mean_iou"] is not None else "-",
+            "matched": str(r["matched"]), "agrees": "yes" if r["agrees"] else "NO"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--child":
+        print(json.dumps(child(argv[1], argv[2], "--quick" in argv)))
+        return 0
+    return cli("evaluate", __doc__, run, targets,
+               [("p90", "p90"), ("vs", "vs numpy loop"), ("mean", "mean IoU"),
+                ("matched", "matched"), ("agrees", "agrees")], cells, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
