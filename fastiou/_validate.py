@@ -130,25 +130,49 @@ def box_pair(
 def zero_division(func: str, value: Any) -> float:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{func}: zero_division must be a real number, got {value!r}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # a Python int past the float range, e.g. 10**400
+        raise ValueError(
+            f"{func}: zero_division must be a real number within the float64 range, got an "
+            f"integer of {len(str(abs(value)))} digits"
+        ) from None
+
+
+def _one_of(value: Any, allowed: tuple[str, ...]) -> bool:
+    """Whether ``value`` is one of the strings ``allowed`` (an array is not, whatever it holds)."""
+    return isinstance(value, str) and value in allowed
 
 
 def reduction(func: str, value: Any) -> str:
-    if value not in REDUCTIONS:
+    if not _one_of(value, REDUCTIONS):
         raise ValueError(
             f"{func}: reduction must be one of {', '.join(map(repr, REDUCTIONS))}, got {value!r}"
         )
     return value
 
 
-def out_array(func: str, out: Any, shape: tuple[int, ...], dtype: np.dtype) -> None:
-    """``out=`` must match the result exactly and be C-contiguous (it is written in place)."""
+def out_array(func: str, out: Any, shape: tuple[int, ...], dtype: np.dtype,
+              array_type: type) -> None:
+    """``out=`` must be an ``array_type`` (the engine's array) that matches the result exactly and
+    is C-contiguous and writeable (it is written in place)."""
+    if not isinstance(out, array_type):
+        kind = type(out)
+        got = kind.__qualname__
+        if kind.__module__ != "builtins":
+            got = f"{kind.__module__}.{got}"
+        raise TypeError(
+            f"{func}: out must be a {array_type.__module__}.{array_type.__name__} of shape "
+            f"{tuple(shape)} and dtype {dtype}, got {got}"
+        )
     if tuple(out.shape) != tuple(shape) or np.dtype(out.dtype) != dtype:
         raise ValueError(
             f"{func}: out must have shape {tuple(shape)} and dtype {dtype}, got {describe(out)}"
         )
     if not out.flags.c_contiguous:
         raise ValueError(f"{func}: out must be C-contiguous")
+    if not getattr(out.flags, "writeable", True):  # CuPy arrays have no such flag
+        raise ValueError(f"{func}: out must be writeable, got a read-only array of {describe(out)}")
 
 
 def size(shape: tuple[int, ...]) -> int:
@@ -161,6 +185,8 @@ def size(shape: tuple[int, ...]) -> int:
 AVERAGES = ("macro", "micro", "weighted", "none")
 OUT_OF_RANGE = ("raise", "ignore")
 MAX_CLASSES = 46340  # num_classes**2 + 2 bins must stay below 2**31 (int32 indices on every engine)
+MAX_MATRIX_BYTES = 4 * 2**30  # largest (C, C) int64 confusion matrix: 4 GiB
+MAX_MATRIX_CLASSES = math.isqrt(MAX_MATRIX_BYTES // 8)  # 23170
 
 
 class LabelSpec(NamedTuple):
@@ -182,6 +208,14 @@ def _is_integer(value: Any) -> bool:
 
 
 def num_classes(func: str, value: Any) -> int:
+    if _is_integer(value) and value > MAX_MATRIX_CLASSES:
+        c = int(value)  # refused before anything of that size is allocated
+        size = f"{c * c * 8 / 2**30:.1f} GiB" if c < 2**64 else "more than 2**131 bytes"
+        raise ValueError(
+            f"{func}: num_classes={c} needs a {c} x {c} int64 confusion matrix of {size} (held "
+            f"up to 3 times while counting); the limit is "
+            f"{MAX_MATRIX_BYTES // 2**30} GiB, num_classes <= {MAX_MATRIX_CLASSES}"
+        )
     if not _is_integer(value) or not 1 <= value <= MAX_CLASSES:
         raise ValueError(
             f"{func}: num_classes must be an integer in [1, {MAX_CLASSES}], got {value!r}"
@@ -201,7 +235,7 @@ def ignore_index(func: str, value: Any) -> int | None:
 
 def out_of_range(func: str, value: Any) -> bool:
     """True when out-of-range labels must raise, False when they are dropped."""
-    if value not in OUT_OF_RANGE:
+    if not _one_of(value, OUT_OF_RANGE):
         raise ValueError(
             f"{func}: out_of_range must be one of {', '.join(map(repr, OUT_OF_RANGE))}, "
             f"got {value!r}"
@@ -210,7 +244,7 @@ def out_of_range(func: str, value: Any) -> bool:
 
 
 def average(func: str, value: Any) -> str:
-    if value not in AVERAGES:
+    if not _one_of(value, AVERAGES):
         raise ValueError(
             f"{func}: average must be one of {', '.join(map(repr, AVERAGES))}, got {value!r}"
         )
@@ -415,3 +449,210 @@ def memory_budget(func: str, value: Any) -> int:
             f"{func}: memory_budget must be a positive number of bytes or None, got {value!r}"
         )
     return int(value)
+
+
+# --------------------------------------------------------------------------------------------
+# Segments (one per image, or per image and category) of concatenated arrays
+
+
+def segment_offsets(func: str, name: str, offsets: Any, total: int) -> np.ndarray:
+    """Host offsets ``(S + 1,)`` of segments of an array of ``total`` rows: integers, starting at
+    0, non-decreasing, ending at ``total``. Returned as a contiguous int64 copy (they may come from
+    a user's file)."""
+    if hasattr(offsets, "__cuda_array_interface__") or type(offsets).__module__.startswith("jax"):
+        raise TypeError(
+            f"{func}: {name} must be host integers (a list or numpy.ndarray), got "
+            f"{type(offsets).__name__}; the offsets decide output sizes, so they live on the host"
+        )
+    a = np.asarray(offsets)
+    if a.ndim != 1 or a.shape[0] < 1 or (a.size and a.dtype.kind not in "iu"):
+        raise ValueError(
+            f"{func}: {name} must be a 1-D sequence of S + 1 integer offsets, got {describe(a)}"
+        )
+    if a.dtype.kind == "u" and a.size and int(a.max()) > np.iinfo(np.int64).max:
+        raise ValueError(f"{func}: {name} holds offsets past 2**63 - 1")
+    a = np.ascontiguousarray(a, dtype=np.int64)
+    if a[0] != 0 or a[-1] != total:
+        raise ValueError(
+            f"{func}: {name} must start at 0 and end at the number of rows ({total}), got "
+            f"{int(a[0])} ... {int(a[-1])}"
+        )
+    steps = np.diff(a)
+    if steps.size and steps.min() < 0:
+        k = int(np.argmax(steps < 0))
+        raise ValueError(
+            f"{func}: {name} must be non-decreasing, but {name}[{k + 1}] = {int(a[k + 1])} < "
+            f"{name}[{k}] = {int(a[k])}"
+        )
+    return a
+
+
+def segment_blocks(func: str, offsets1: np.ndarray, offsets2: np.ndarray) -> np.ndarray:
+    """Start of each segment's ``N_i x M_i`` block in the concatenated output ``(S + 1,)`` int64
+    (the last entry is the total), refusing a total past 2**62 before any product can overflow."""
+    if offsets1.shape != offsets2.shape:
+        raise ValueError(
+            f"{func}: offsets1 and offsets2 must describe as many segments, got "
+            f"{offsets1.shape[0] - 1} and {offsets2.shape[0] - 1}"
+        )
+    n, m = np.diff(offsets1), np.diff(offsets2)
+    # Each count is below 2**63, so the float64 products are within a relative 2**-52 of exact.
+    if float(np.sum(n.astype(np.float64) * m.astype(np.float64))) >= 2.0**62:
+        raise ValueError(
+            f"{func}: the segments hold more than 2**62 pairs in all; the output cannot be "
+            "allocated"
+        )
+    starts = np.zeros(n.shape[0] + 1, dtype=np.int64)
+    np.cumsum(n * m, out=starts[1:])
+    return starts
+
+
+# --------------------------------------------------------------------------------------------
+# Matching
+
+MATCH_METHODS = ("greedy", "optimal")
+# pycocotools compares with min(t, 1 - 1e-10), so that t == 1 still matches IoU 1.
+_COCO_TOP = 1 - 1e-10
+
+
+class MatchSpec(NamedTuple):
+    """Validated options of a :func:`fastiou.match` call."""
+
+    batch: tuple[int, ...]  # leading dimensions of the result (iou's, scores' and masks' broadcast)
+    g: int
+    p: int
+    compute: np.dtype  # float32 or float64: the dtype IoUs are compared in
+    thresholds: np.ndarray  # (T,) float64, as given
+    scalar: bool  # threshold given as one number: the result has no leading T axis
+    method: str
+
+
+def match_thresholds(func: str, value: Any, name: str = "threshold") -> tuple[np.ndarray, bool]:
+    """(thresholds as a (T,) float64 array, whether one number was given)."""
+    scalar = np.ndim(value) == 0 if not isinstance(value, (str, bytes)) else True
+    try:
+        thr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        thr = None
+    if (thr is None or isinstance(value, (bool, np.bool_, str, bytes)) or thr.ndim > 1
+            or (not scalar and thr.size == 0)):
+        raise TypeError(
+            f"{func}: {name} must be a number in [0, 1] or a non-empty 1-D sequence of them, "
+            f"got {value!r}"
+        )
+    thr = thr.reshape(-1)
+    bad = ~((thr >= 0) & (thr <= 1))  # NaN is bad too
+    if bad.any():
+        raise ValueError(f"{func}: {name} must lie in [0, 1], got {thr[bad].tolist()}")
+    return thr, scalar
+
+
+def match_cutoffs(thresholds: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Each threshold as pycocotools compares it, ``min(t, 1 - 1e-10)``, rounded up to ``dtype``.
+
+    For an IoU ``v`` of ``dtype``, ``v >= cutoff`` holds exactly when ``float64(v) >= min(t,
+    1 - 1e-10)``, so float32 IoUs are selected as a float64 comparison would select them.
+    """
+    exact = np.minimum(thresholds, _COCO_TOP)
+    cut = exact.astype(dtype)
+    low = cut.astype(np.float64) < exact
+    cut[low] = np.nextafter(cut[low], dtype.type(np.inf))
+    return cut
+
+
+def _flag_kind(func: str, name: str, x: Any, what: str) -> None:
+    kind = np.dtype(x.dtype).kind
+    if kind not in "biu":
+        raise TypeError(f"{func}: {name} must be a bool (or integer) array {what}, got {describe(x)}")
+
+
+def match_spec(
+    func: str, iou: Any, *, scores: Any, threshold: Any, method: Any, gt_flags: dict[str, Any],
+    pred_flags: dict[str, Any], wide: Any = np.float64,
+) -> MatchSpec:
+    """Check the arguments of a matching call: ``iou (..., G, P)``, ``scores (..., P)``,
+    ``gt_flags`` (name -> ``(..., G)`` array or None), ``pred_flags`` (``(..., P)``)."""
+    if not isinstance(method, str) or method not in MATCH_METHODS:
+        raise ValueError(
+            f"{func}: method must be one of {', '.join(map(repr, MATCH_METHODS))}, got {method!r}"
+        )
+    if not is_float_dtype(iou.dtype):
+        raise TypeError(f"{func}: iou must be a floating (..., G, P) IoU matrix, got {describe(iou)}")
+    if iou.ndim < 2:
+        raise ValueError(f"{func}: iou must have shape (..., G, P), got {describe(iou)}")
+    g, p = int(iou.shape[-2]), int(iou.shape[-1])
+    shapes = [tuple(iou.shape[:-2])]
+    if scores is not None:
+        if np.dtype(scores.dtype).kind not in "iuf" and not is_float_dtype(scores.dtype):
+            raise TypeError(f"{func}: scores must be a numeric (..., P) array, got {describe(scores)}")
+        if scores.ndim < 1 or scores.shape[-1] != p:
+            raise ValueError(
+                f"{func}: scores must have shape (..., P) with P = {p} (iou has shape "
+                f"{tuple(iou.shape)}), got {describe(scores)}"
+            )
+        shapes.append(tuple(scores.shape[:-1]))
+    for flags, size, label in ((gt_flags, g, "G"), (pred_flags, p, "P")):
+        for name, x in flags.items():
+            if x is None:
+                continue
+            _flag_kind(func, name, x, f"of shape (..., {label})")
+            if x.ndim < 1 or x.shape[-1] != size:
+                raise ValueError(
+                    f"{func}: {name} must have shape (..., {label}) with {label} = {size} (iou has "
+                    f"shape {tuple(iou.shape)}), got {describe(x)}"
+                )
+            shapes.append(tuple(x.shape[:-1]))
+    try:
+        batch = tuple(int(d) for d in np.broadcast_shapes(*shapes))
+    except ValueError:
+        raise ValueError(
+            f"{func}: the leading (batch) dimensions of iou, scores and the masks must broadcast, "
+            f"got {shapes}"
+        ) from None
+    thresholds, scalar = match_thresholds(func, threshold)
+    wide = np.dtype(wide)
+    compute = np.dtype(np.float64 if np.dtype(iou.dtype) == np.float64 and wide == np.float64
+                       else np.float32)
+    return MatchSpec(batch, g, p, compute, thresholds, scalar, method)
+
+
+def match_segments(
+    func: str, iou_size: int, iou_offsets: Any, gt_offsets: Any, pred_offsets: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Check the offsets of concatenated per-image IoU blocks (host arrays); return them as int64.
+
+    ``gt_offsets`` and ``pred_offsets`` are ``(n + 1,)``, start at 0 and never decrease;
+    ``iou_offsets`` is ``(n,)``; block i, ``G_i * P_i`` values, must lie inside ``iou_flat``.
+    """
+    arrays = []
+    for name, x, extra in (("iou_offsets", iou_offsets, 0), ("gt_offsets", gt_offsets, 1),
+                           ("pred_offsets", pred_offsets, 1)):
+        a = np.asarray(x)
+        if a.dtype.kind not in "iu" or a.ndim != 1:
+            raise TypeError(f"{func}: {name} must be a 1-D integer array, got {describe(a)}")
+        if a.dtype.kind == "u" and a.size and a.max() > np.iinfo(np.int64).max:
+            raise ValueError(f"{func}: {name} holds values past 2**63 - 1")
+        arrays.append(np.ascontiguousarray(a, dtype=np.int64))
+    iou_off, gt_off, pred_off = arrays
+    n = iou_off.shape[0]
+    for name, a in (("gt_offsets", gt_off), ("pred_offsets", pred_off)):
+        if a.shape[0] != n + 1:
+            raise ValueError(
+                f"{func}: {name} must have shape (n + 1,) = ({n + 1},) for n = {n} images "
+                f"(the length of iou_offsets), got shape {a.shape}"
+            )
+        if a[0] != 0 or (np.diff(a) < 0).any():
+            raise ValueError(f"{func}: {name} must start at 0 and never decrease")
+    gs, ps = np.diff(gt_off), np.diff(pred_off)
+    limit = 2**62
+    over = (gs > 0) & (ps > limit // np.maximum(gs, 1))
+    if over.any() or (iou_off < 0).any() or (iou_off > limit).any():
+        raise ValueError(f"{func}: iou_offsets or the block sizes G_i * P_i are out of range")
+    end = iou_off + gs * ps  # both terms <= 2**62: no overflow
+    if (end > iou_size).any():
+        i = int(np.argmax(end > iou_size))
+        raise ValueError(
+            f"{func}: the IoU block of image {i} ({gs[i]} x {ps[i]} at offset {iou_off[i]}) "
+            f"ends past the end of iou_flat (size {iou_size})"
+        )
+    return iou_off, gt_off, pred_off

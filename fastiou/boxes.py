@@ -18,14 +18,23 @@ Degenerate cases (the same on every engine)
   CIoU start from that value; they stay finite for every finite input.
 - A NaN coordinate gives NaN for every pair it is part of.
 - float64 input gives float64; any other input (float16, bfloat16, float32, integers) gives
-  float32. Integer coordinates are computed in float64 first, exact up to 2**31. JAX with x64
-  disabled computes in float32.
+  float32. Integer coordinates are computed in float64 first: no overflow, and exact widths for
+  any coordinate up to 2**53 in magnitude; int64/uint64 values beyond that are a ValueError
+  (float64 cannot hold them). JAX with x64 disabled computes in float32 (integers exact up to
+  2**24) and does not check the values of tracers.
+- Any finite coordinates give the right value, even where areas, unions or squared distances
+  would overflow or become subnormal: a pair with a box whose coordinates pass ``big`` or that
+  has a non-zero extent below ``1 / big`` (float32: 2**61 in 2D, 2**41 in 3D; float64: 2**509,
+  2**339) is computed from extents divided by the enclosing box, with the same formulas on
+  every engine. An infinite coordinate gives NaN, like a NaN coordinate.
 - ``N == 0`` or ``M == 0`` gives an empty array of the output dtype and shape.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import numpy as np
 
 from . import _dispatch, _formats, _validate
 
@@ -45,6 +54,31 @@ __all__ = [
 Array = Any
 
 
+# Integers convert exactly to the compute dtype up to 2**(mantissa bits + 1): 2**53 in float64.
+def _integer_range(func: str, engine: Any, arrays: dict[str, Array], compute: Any) -> None:
+    """Refuse integer coordinates that the compute dtype cannot hold exactly (int64 and uint64
+    past 2**53 in float64), instead of returning rounded, wrong results. Values of jax tracers
+    cannot be read and are not checked."""
+    if np.dtype(compute) != np.float64:
+        return  # JAX without x64 computes in float32, as documented (integers exact to 2**24)
+    limit = 2 ** (np.finfo(compute).nmant + 1)
+    for name, x in arrays.items():
+        dtype = np.dtype(x.dtype)
+        if dtype.kind not in "iu" or 2 ** (8 * dtype.itemsize - (dtype.kind == "i")) <= limit:
+            continue
+        if x.size == 0 or (engine.name == "jax" and not engine.semantic.labels_known(x)):
+            continue
+        xp = engine.namespace()
+        worst = max(int(xp.max(x)), -int(xp.min(x)))
+        if worst > limit:
+            raise ValueError(
+                f"{func}: {name} holds integer coordinates up to magnitude {worst}, beyond "
+                f"2**{np.finfo(compute).nmant + 1} where {np.dtype(compute)} (the compute dtype) "
+                f"stops representing every integer, got {_validate.describe(x)}; shift the "
+                "coordinates (IoU does not change under translation) or pass floats"
+            )
+
+
 def _pair(
     func: str, op: str, boxes1: Array, boxes2: Array, *, fmt: str, aligned: bool,
     zero_division: float, backend: str | None, out: Array | None, dims: tuple[int, ...] = (2, 3),
@@ -55,10 +89,16 @@ def _pair(
         func, b1, b2, fmt=fmt, aligned=aligned, dims=dims, wide=engine.wide_float()
     )
     zd = _validate.zero_division(func, zero_division)
+    _integer_range(func, engine, {"boxes1": b1, "boxes2": b2}, spec.compute)
     if out is not None:
         if engine.name == "jax":
             raise TypeError(f"{func}: out= is not supported for jax arrays, which are immutable")
-        _validate.out_array(func, out, spec.out_shape, spec.out)
+        xp = engine.namespace()
+        _validate.out_array(func, out, spec.out_shape, spec.out, xp.ndarray)
+        if xp.may_share_memory(out, b1) or xp.may_share_memory(out, b2):
+            # out overlaps an input: compute into a temporary, then copy (as NumPy's ufuncs do)
+            out[...] = engine.box_pair(b1, b2, op=op, spec=spec, zero_division=zd)
+            return out
     return engine.box_pair(b1, b2, op=op, spec=spec, zero_division=zd, out=out)
 
 
@@ -83,7 +123,9 @@ def box_iou(
     backend : {'numba', 'cupy', 'jax'}, optional
         Force an engine; the inputs are moved to it and the result is that engine's array.
     out : Array, optional
-        Preallocated C-contiguous result to fill (NumPy and CuPy only).
+        Preallocated C-contiguous, writeable result to fill (NumPy and CuPy only), of the
+        result's shape and dtype. It may overlap ``boxes1`` or ``boxes2``: the result is then
+        computed into a temporary first.
 
     Returns
     -------
@@ -153,9 +195,18 @@ def complete_box_iou(
 def _loss(func: str, op: str, boxes1: Array, boxes2: Array, reduction: str, fmt: str,
           zero_division: float, backend: str | None) -> Array:
     reduction = _validate.reduction(func, reduction)
-    value = _pair(func, op, boxes1, boxes2, fmt=fmt, aligned=True, zero_division=zero_division,
+    engine = _dispatch.backend_for(func, {"boxes1": boxes1, "boxes2": boxes2}, backend)
+    b1, b2 = engine.asarray(boxes1), engine.asarray(boxes2)
+    single = b1.shape == (4,) and b2.shape == (4,)
+    if single:  # one box each, as torchvision accepts: a 0-d result
+        b1, b2 = b1[None], b2[None]
+    elif b1.shape == (4,) and b2.ndim >= 2:  # one box against (..., N, 4): broadcast it
+        b1 = engine.namespace().broadcast_to(b1, b2.shape)
+    elif b2.shape == (4,) and b1.ndim >= 2:
+        b2 = engine.namespace().broadcast_to(b2, b1.shape)
+    value = _pair(func, op, b1, b2, fmt=fmt, aligned=True, zero_division=zero_division,
                   backend=backend, out=None, dims=(2,))
-    loss = 1 - value
+    loss = 1 - (value[..., 0] if single else value)
     if reduction == "sum":
         return loss.sum()
     if reduction == "mean":
@@ -170,6 +221,8 @@ def generalized_box_iou_loss(
 ) -> Array:
     """``1 - GIoU`` of aligned pairs ``Array[..., N, 4]``; ``reduction`` 'none', 'mean' or 'sum'.
 
+    As in torchvision, either argument may also be a single box ``Array[4]``: two single boxes
+    give a 0-d result, a single box against ``Array[..., N, 4]`` is compared with each of them.
     Differentiable on the JAX engine (gradients finite at degenerate boxes). 'mean' of zero boxes
     is 0.
     """
@@ -199,7 +252,9 @@ def complete_box_iou_loss(
 def box_area(boxes: Array, *, fmt: str = "xyxy", backend: str | None = None) -> Array:
     """Area (2D, ``Array[..., 4]``) or volume (3D, ``Array[..., 6]``) of each box -> ``Array[...]``.
 
-    Inverted boxes have area 0; dtype rules as :func:`box_iou`.
+    Inverted boxes (and negative sizes) have area 0; dtype rules as :func:`box_iou`. In 'xywh'
+    and 'cxcywh' the sizes are multiplied as given. An area beyond the output dtype's range is
+    ``inf`` (as in NumPy); the IoU family has no such limit.
     """
     func = "box_area"
     engine = _dispatch.backend_for(func, {"boxes": boxes}, backend)
@@ -207,10 +262,13 @@ def box_area(boxes: Array, *, fmt: str = "xyxy", backend: str | None = None) -> 
     dims = _validate.boxes(func, "boxes", b, min_ndim=1)
     fmt = _validate.box_format(func, fmt, dims)
     compute, out = _validate.result_dtypes(func, {"boxes": b}, wide=engine.wide_float())
+    _integer_range(func, engine, {"boxes": b}, compute)
     xp = engine.namespace()
-    corners = _formats.to_corners(xp, b.astype(compute), fmt)
-    extent = xp.maximum(corners[..., dims:] - corners[..., :dims], 0)
-    return xp.prod(extent, axis=-1).astype(out)
+    b = b.astype(compute)
+    # 'xywh' and 'cxcywh' hold the sizes: multiply them as given (a round trip through the
+    # corners would round each size to the spacing of the coordinates).
+    size = b[..., dims:] - b[..., :dims] if fmt == "xyxy" else b[..., dims:]
+    return xp.prod(xp.maximum(size, 0), axis=-1).astype(out)
 
 
 def box_convert(boxes: Array, in_fmt: str, out_fmt: str, *, backend: str | None = None) -> Array:
@@ -226,6 +284,15 @@ def box_convert(boxes: Array, in_fmt: str, out_fmt: str, *, backend: str | None 
     in_fmt = _validate.box_format(func, in_fmt, dims, "in_fmt")
     out_fmt = _validate.box_format(func, out_fmt, dims, "out_fmt")
     compute, out = _validate.result_dtypes(func, {"boxes": b}, wide=engine.wide_float())
+    _integer_range(func, engine, {"boxes": b}, compute)
     xp = engine.namespace()
-    corners = _formats.to_corners(xp, b.astype(compute), in_fmt)
+    b = b.astype(compute)
+    if in_fmt == out_fmt:
+        return b.astype(out)
+    if {in_fmt, out_fmt} == {"xywh", "cxcywh"}:
+        # Both hold the sizes: keep them as given, move only the first corner or the centre.
+        first, size = b[..., :dims], b[..., dims:]
+        moved = first + size / 2 if in_fmt == "xywh" else first - size / 2
+        return xp.concatenate([moved, size], axis=-1).astype(out)
+    corners = _formats.to_corners(xp, b, in_fmt)
     return _formats.from_corners(xp, corners, out_fmt).astype(out)

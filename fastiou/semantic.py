@@ -46,6 +46,7 @@ environment, so that the two levels of parallelism do not oversubscribe the core
 
 from __future__ import annotations
 
+import threading
 import warnings
 from typing import Any
 
@@ -161,8 +162,9 @@ def confusion_matrix(
     Returns
     -------
     Array[C, C]
-        int64 (int32 on JAX with x64 disabled, exact up to 2**31 - 1 pixels), on the caller's
-        engine and device; all zeros for empty or fully ignored input.
+        int64 (int32 on JAX with x64 disabled, exact up to 2**31 - 1 pixels per cell: a call
+        with 2**31 pixels or more warns with a RuntimeWarning), on the caller's engine and
+        device; all zeros for empty or fully ignored input.
     """
     func = "confusion_matrix"
     if _is_dask(pred, target):
@@ -205,7 +207,18 @@ def _scores(func: str, cm: Array, ignore_index: Any, backend: str | None, dice: 
     m = engine.asarray(cm)
     _validate.confusion(func, m)
     ignore = _validate.ignore_index(func, ignore_index)
-    return _per_class(engine.namespace(), m.astype(engine.wide_float()), ignore, dice)
+    xp = engine.namespace()
+    bad = (m < 0) if np.dtype(m.dtype).kind in "iu" else ~((m >= 0) & (m < np.inf))
+    if not engine.semantic.labels_known(m):  # a jax tracer: NaN scores instead of an error
+        scores = _per_class(xp, m.astype(engine.wide_float()), ignore, dice)
+        return xp.where(xp.any(bad), xp.nan, scores)
+    if bool(xp.any(bad)):
+        i, j = (int(k) for k in np.unravel_index(int(xp.argmax(bad.reshape(-1))), m.shape))
+        raise ValueError(
+            f"{func}: cm must hold counts (finite and >= 0), got {_validate.describe(m)} with "
+            f"cm[{i}, {j}] = {m[i, j].item()!r}"
+        )
+    return _per_class(xp, m.astype(engine.wide_float()), ignore, dice)
 
 
 def iou_from_confusion(
@@ -224,6 +237,12 @@ def iou_from_confusion(
     -------
     Array[C]
         float64 (float32 on JAX without x64); NaN for a class absent from target and prediction.
+
+    Raises
+    ------
+    ValueError
+        If ``cm`` holds a negative, NaN or infinite count. Under jax tracing (jit, vmap), where
+        values cannot be inspected, every score is NaN instead.
     """
     return _scores("iou_from_confusion", cm, ignore_index, backend, dice=False)
 
@@ -233,7 +252,8 @@ def dice_from_confusion(
 ) -> Array:
     """Per-class Dice coefficient (F1 score) ``2 TP / (2 TP + FP + FN)`` of a confusion matrix.
 
-    Shapes, dtypes and NaN for absent classes as :func:`iou_from_confusion`.
+    Shapes, dtypes, NaN for absent classes and the refusal of negative, NaN or infinite counts
+    as :func:`iou_from_confusion`.
     """
     return _scores("dice_from_confusion", cm, ignore_index, backend, dice=True)
 
@@ -310,7 +330,8 @@ class MeanIoU:
     one ``update`` over A and B together, and merging a metric that saw A with one that saw B
     give the same result bit for bit. The state lives on the engine and device of the first
     update (NumPy, CuPy, jax; Dask arrays: the engine of their chunks) and later updates must
-    come from the same one. Instances pickle (with their state).
+    come from the same one. Instances pickle (with their state). Every method may be called from
+    several threads at once: each update is added under a lock, so none is lost.
 
     Inside ``jax.jit`` use the functional form instead: :func:`mean_iou_init`,
     :func:`mean_iou_update`, :func:`mean_iou_compute`.
@@ -331,6 +352,17 @@ class MeanIoU:
         self.backend = None if backend is None else _dispatch.engine_name(func, {}, backend)
         self._engine: str | None = None
         self._state: Any = None
+        self._lock = threading.Lock()  # guards _state and _engine; not pickled
+
+    def __getstate__(self) -> dict[str, Any]:
+        with self._lock:
+            state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return (f"MeanIoU(num_classes={self.num_classes}, ignore_index={self.ignore_index}, "
@@ -347,10 +379,11 @@ class MeanIoU:
                                    self.out_of_range == "raise")
 
     def _add(self, engine: Any, state: Any) -> None:
-        if self._state is not None:
-            state = engine.semantic.state_merge(self._state, state)
-        self._state = state
-        self._engine = engine.name
+        with self._lock:  # read, add and store as one step: concurrent updates all count
+            if self._state is not None:
+                state = engine.semantic.state_merge(self._state, state)
+            self._state = state
+            self._engine = engine.name
 
     def update(self, pred: Array, target: Array) -> None:
         """Add the counts of one batch of label maps (any shape; see :func:`confusion_matrix`)."""
@@ -381,10 +414,11 @@ class MeanIoU:
 
     def reset(self) -> None:
         """Set every count to 0; the state stays on its engine and device."""
-        if self._state is not None:
-            engine = _dispatch.load(self._engine)
-            zeros = engine.semantic.state_matrix(self._state) * 0
-            self._state = engine.semantic.state_from_counts(zeros, None, self._spec())
+        with self._lock:
+            if self._state is not None:
+                engine = _dispatch.load(self._engine)
+                zeros = engine.semantic.state_matrix(self._state) * 0
+                self._state = engine.semantic.state_from_counts(zeros, None, self._spec())
 
     def _engine_module(self) -> Any:
         return _dispatch.load(self._engine or self.backend or "numba")

@@ -49,25 +49,101 @@ __device__ __forceinline__ T box_value(const Box<T, D>& a, const Box<T, D>& b, T
   return diou - ratio(v, T(1) - iou + v, T(0)) * v;
 }
 
+// Extreme boxes: a coordinate beyond BIG, a non-zero extent below 1 / BIG, NaN or infinity (the
+// limits of fastiou/_formats.py scale_limits). Their pairs are computed from extents divided by
+// the enclosing box (ratios in [0, 1]): no overflow, no underflow. DIoU's distance uses one scale
+// for every axis, as it is not invariant under per-axis scaling. Extents are taken at 1/8 scale so
+// that no reciprocal is subnormal (the same formulas as the Numba and JAX engines).
+template <typename T, int D> struct Limit;
+template <> struct Limit<float, 2> { static constexpr float big = 0x1p61f; };
+template <> struct Limit<float, 3> { static constexpr float big = 0x1p41f; };
+template <> struct Limit<double, 2> { static constexpr double big = 0x1p509; };
+template <> struct Limit<double, 3> { static constexpr double big = 0x1p339; };
+
+template <typename T> __device__ __forceinline__ T magnitude(T v) { return v < T(0) ? -v : v; }
+
+template <typename T, int D> __device__ __forceinline__ bool extreme(const T* p) {
+  const T big = Limit<T, D>::big, tiny = T(1) / Limit<T, D>::big;
+  bool out = false;
+  for (int d = 0; d < D; ++d) {
+    const T lo = p[d], hi = p[D + d], e = hi - lo;
+    out |= !(magnitude(lo) <= big && magnitude(hi) <= big) || (e > T(0) && e < tiny);
+  }
+  return out;
+}
+
+template <typename T, int OP, int D>
+__device__ T box_scaled(const T* p, const T* q, T zd) {
+  const T h = T(0.125), sixteenth = T(0.0625);  // extents and centre offsets at 1/8 scale
+  T cs[D], e1[D], e2[D], offset[D];
+  T u1 = T(1), u2 = T(1), ui = T(1), hull = T(1), ioa = T(1), s = T(0), poison = T(0);
+  bool empty1 = false;
+  for (int d = 0; d < D; ++d) {
+    const T lo1 = p[d], hi1 = p[D + d], lo2 = q[d], hi2 = q[D + d];
+    poison += (lo1 - lo1) + (hi1 - hi1) + (lo2 - lo2) + (hi2 - hi2);  // NaN for NaN or inf
+    cs[d] = clamp0((hi1 > hi2 ? hi1 : hi2) * h - (lo1 < lo2 ? lo1 : lo2) * h);
+    e1[d] = clamp0(hi1 * h - lo1 * h);
+    e2[d] = clamp0(hi2 * h - lo2 * h);
+    const T ei = clamp0((hi1 < hi2 ? hi1 : hi2) * h - (lo1 > lo2 ? lo1 : lo2) * h);
+    offset[d] = (lo1 * sixteenth + hi1 * sixteenth) - (lo2 * sixteenth + hi2 * sixteenth);
+    u1 *= ratio(e1[d], cs[d], T(0));
+    u2 *= ratio(e2[d], cs[d], T(0));
+    ui *= ratio(ei, cs[d], T(0));
+    hull = cs[d] > T(0) ? hull : T(0);
+    ioa *= ratio(ei, e1[d], T(0));
+    empty1 |= e1[d] == T(0);
+    s = s > cs[d] ? s : cs[d];
+  }
+  if (OP == IOA) return (empty1 ? zd : ioa) + poison;
+  const T uni = u1 + u2 - ui;
+  const T iou = ratio(ui, uni, zd);
+  if (OP == IOU) return iou + poison;
+  if (OP == GIOU) return iou - ratio(hull - uni, hull, T(0)) + poison;
+  T rho = T(0), diag = T(0);
+  for (int d = 0; d < D; ++d) {
+    const T o = ratio(offset[d], s, T(0)), c = ratio(cs[d], s, T(0));
+    rho += o * o;
+    diag += c * c;
+  }
+  const T diou = iou - ratio(rho, diag, T(0));
+  if (OP == DIOU) return diou + poison;
+  const T da = atan2(e1[0], e1[D - 1]) - atan2(e2[0], e2[D - 1]);
+  const T v = T(0.405284734569351085775517852838911) * da * da;  // 4 / pi^2
+  return diou - ratio(v, T(1) - iou + v, T(0)) * v + poison;
+}
+
+// Box p (read once by the caller as a, with its extreme flag) against box q.
+template <typename T, int OP, int D>
+__device__ __forceinline__ T pair_value(const Box<T, D>& a, const T* p, bool p_extreme,
+                                        const T* q, T zd) {
+  if (p_extreme || extreme<T, D>(q)) return box_scaled<T, OP, D>(p, q, zd);
+  return box_value<T, OP, D>(a, load_box<T, D>(q), zd);
+}
+
 // out[r, j] for r in [0, rows) (rows = batch * n) and j in [0, m); grid y walks rows, x columns.
 template <typename T, typename O, int OP, int D>
 __global__ void box_pairwise(const T* __restrict__ b1, const T* __restrict__ b2, long long rows,
                              long long n, long long m, T zd, O* __restrict__ out) {
   for (long long r = blockIdx.y; r < rows; r += gridDim.y) {
-    const Box<T, D> a = load_box<T, D>(b1 + r * 2 * D);
+    const T* first = b1 + r * 2 * D;
+    const Box<T, D> a = load_box<T, D>(first);
+    const bool first_extreme = extreme<T, D>(first);
     const T* second = b2 + (r / n) * m * 2 * D;
     O* dst = out + r * m;
     for (long long j = grid_start_x(); j < m; j += grid_stride_x())
-      dst[j] = static_cast<O>(box_value<T, OP, D>(a, load_box<T, D>(second + j * 2 * D), zd));
+      dst[j] = static_cast<O>(
+          pair_value<T, OP, D>(a, first, first_extreme, second + j * 2 * D, zd));
   }
 }
 
 template <typename T, typename O, int OP, int D>
 __global__ void box_aligned(const T* __restrict__ b1, const T* __restrict__ b2, long long k, T zd,
                             O* __restrict__ out) {
-  for (long long i = grid_start_x(); i < k; i += grid_stride_x())
-    out[i] = static_cast<O>(
-        box_value<T, OP, D>(load_box<T, D>(b1 + i * 2 * D), load_box<T, D>(b2 + i * 2 * D), zd));
+  for (long long i = grid_start_x(); i < k; i += grid_stride_x()) {
+    const T* first = b1 + i * 2 * D;
+    out[i] = static_cast<O>(pair_value<T, OP, D>(load_box<T, D>(first), first,
+                                                 extreme<T, D>(first), b2 + i * 2 * D, zd));
+  }
 }
 
 }  // namespace fastiou

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import warnings
 from typing import Any
 
 import jax
@@ -37,7 +38,19 @@ def _counts(pred: Any, target: Any, *, c: int, ignore: int | None) -> Any:
 
 
 def confusion_counts(pred: Any, target: Any, spec: LabelSpec) -> Any:
-    """Flat counts of length ``spec.bins`` (int32 without x64, int64 with it)."""
+    """Flat counts of length ``spec.bins`` (int32 without x64, int64 with it).
+
+    Without x64 a count past 2**31 - 1 wraps around; a call with that many pixels warns (the
+    pixel count is static, so this happens at trace time too). The streaming state adds such
+    counts exactly (two limbs), but each call's own counts must stay below 2**31.
+    """
+    if not jax.config.jax_enable_x64 and pred.size >= 2**31:
+        warnings.warn(
+            f"fastiou: {pred.size} pixels counted with jax x64 disabled, where confusion counts "
+            "are int32: a class pair seen 2**31 times or more wraps around; enable x64 "
+            "(jax.config.update('jax_enable_x64', True)) or count the pixels in batches",
+            RuntimeWarning, stacklevel=4,
+        )
     ignore = spec.ignore_index if spec.ignore_active else None
     return _counts(pred, target, c=spec.num_classes, ignore=ignore)
 

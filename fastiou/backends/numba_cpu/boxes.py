@@ -214,6 +214,127 @@ def _giou3(p, q, k):
 
 
 # --------------------------------------------------------------------------------------------
+# Extreme boxes (see ``_formats.scale_limits``): coordinates beyond ``big``, a non-zero extent
+# below ``tiny``, NaN or infinity. Their pairs are computed again from extents divided by the
+# enclosing box (each ratio in [0, 1]), which neither overflows nor underflows; the DIoU distance
+# uses one scale for both axes, as it is not invariant under per-axis scaling. Extents are taken
+# at 1/8 scale, so that no denominator passes 2**(emax - 2) and no reciprocal is subnormal (XLA
+# divides through reciprocals and flushes subnormals; every engine uses the same formulas).
+# k = (zero_division, 4 / pi**2, 1, big, tiny, 1/8, 1/16).
+
+_IOU, _GIOU, _DIOU, _CIOU, _IOA = range(5)
+_OPCODES = {"iou": _IOU, "giou": _GIOU, "diou": _DIOU, "ciou": _CIOU, "ioa": _IOA}
+
+
+@kernel()
+def _extreme(lo, hi, k):
+    e = hi - lo
+    inside = (abs(lo) <= k[3]) & (abs(hi) <= k[3])
+    return (not inside) | ((e > 0) & (e < k[4]))
+
+
+@kernel()
+def _flags(f, dims, k, flags):
+    """flags[i] = whether box i of flat corners ``f`` (K * 2 dims,) is extreme."""
+    for i in range(flags.shape[0]):
+        bad = False
+        for d in range(dims):
+            bad |= _extreme(f[i * 2 * dims + d], f[i * 2 * dims + dims + d], k)
+        flags[i] = bad
+
+
+@kernel()
+def _extreme_row2(f, i, k):
+    at = i * _U[4]
+    return _extreme(f[at], f[at + _U[2]], k) | _extreme(f[at + _U[1]], f[at + _U[3]], k)
+
+
+@kernel()
+def _extreme_row3(f, i, k):
+    at = i * _U[6]
+    return (_extreme(f[at], f[at + _U[3]], k) | _extreme(f[at + _U[1]], f[at + _U[4]], k)
+            | _extreme(f[at + _U[2]], f[at + _U[5]], k))
+
+
+@kernel()
+def _axis(lo1, hi1, lo2, hi2, k):
+    """(hull side, extents of box 1, box 2 and their overlap, centre offset), all at 1/8 scale."""
+    h = k[5]
+    q = k[6]
+    cs = _clamp0((hi1 if hi1 > hi2 else hi2) * h - (lo1 if lo1 < lo2 else lo2) * h)
+    e1 = _clamp0(hi1 * h - lo1 * h)
+    e2 = _clamp0(hi2 * h - lo2 * h)
+    ei = _clamp0((hi1 if hi1 < hi2 else hi2) * h - (lo1 if lo1 > lo2 else lo2) * h)
+    return cs, e1, e2, ei, (lo1 * q + hi1 * q) - (lo2 * q + hi2 * q)
+
+
+@kernel()
+def _scaled(f, i, g, j, dims, op, k):
+    """``op`` for box i of flat corners f and box j of g, without overflow or underflow."""
+    zero = k[2] - k[2]
+    u1 = u2 = ui = hull = ioa = k[2]
+    s = poison = zero
+    empty1 = False
+    for d in range(dims):
+        lo1, hi1 = f[i * 2 * dims + d], f[i * 2 * dims + dims + d]
+        lo2, hi2 = g[j * 2 * dims + d], g[j * 2 * dims + dims + d]
+        poison += (lo1 - lo1) + (hi1 - hi1) + (lo2 - lo2) + (hi2 - hi2)  # NaN for NaN or inf
+        cs, e1, e2, ei, _ = _axis(lo1, hi1, lo2, hi2, k)
+        u1 *= _ratio(e1, cs, zero)
+        u2 *= _ratio(e2, cs, zero)
+        ui *= _ratio(ei, cs, zero)
+        hull = hull if cs > 0 else zero
+        ioa *= _ratio(ei, e1, zero)
+        empty1 |= e1 == 0
+        s = s if s > cs else cs
+    if op == _IOA:
+        return (k[0] if empty1 else ioa) + poison
+    union = u1 + u2 - ui
+    iou = _ratio(ui, union, k[0])
+    if op == _IOU:
+        return iou + poison
+    if op == _GIOU:
+        return iou - _div0(hull - union, hull) + poison
+    rho = diag = zero
+    for d in range(dims):
+        lo1, hi1 = f[i * 2 * dims + d], f[i * 2 * dims + dims + d]
+        lo2, hi2 = g[j * 2 * dims + d], g[j * 2 * dims + dims + d]
+        cs, _, _, _, o = _axis(lo1, hi1, lo2, hi2, k)
+        o, cs = _ratio(o, s, zero), _ratio(cs, s, zero)
+        rho += o * o
+        diag += cs * cs
+    diou = iou - _div0(rho, diag)
+    if op == _DIOU:
+        return diou + poison
+    _, a1, a2, _, _ = _axis(f[i * 4], f[i * 4 + 2], g[j * 4], g[j * 4 + 2], k)
+    _, b1, b2, _, _ = _axis(f[i * 4 + 1], f[i * 4 + 3], g[j * 4 + 1], g[j * 4 + 3], k)
+    da = math.atan2(a1, b1) - math.atan2(a2, b2)
+    v = k[1] * da * da
+    return diou - _div0(v, k[2] - iou + v) * v + poison
+
+
+@kernel(parallel=True)
+def _rescale_pairwise(f1, f2, dims, op, k, rows, cols, out):
+    """Recompute the pairs of the extreme boxes: flat rows ``rows`` of set 1 (every column of
+    their batch), flat rows ``cols`` of set 2 (every row of their batch); out (B, N, M)."""
+    n, m = out.shape[1], out.shape[2]
+    for t in numba.prange(rows.shape[0]):
+        b, i = divmod(rows[t], n)
+        for j in range(m):
+            out[b, i, j] = _scaled(f1, rows[t], f2, b * m + j, dims, op, k)
+    for t in numba.prange(cols.shape[0]):
+        b, j = divmod(cols[t], m)
+        for i in range(n):
+            out[b, i, j] = _scaled(f1, b * n + i, f2, cols[t], dims, op, k)
+
+
+@kernel(parallel=True)
+def _rescale_aligned(f1, f2, dims, op, k, pairs, out):
+    for t in numba.prange(pairs.shape[0]):
+        out[pairs[t]] = _scaled(f1, pairs[t], f2, pairs[t], dims, op, k)
+
+
+# --------------------------------------------------------------------------------------------
 # Drivers, one pairwise and one aligned kernel per (op, dims), made from the formulas above.
 
 _CHUNK = 4096  # columns per task, so that one row of a wide matrix still spreads over threads
@@ -238,11 +359,12 @@ def _pairwise_template(a, c, consts, out):  # a (B, R, N) and c (B, R, M) column
             dst[j] = pair(p, load(cb, j), k)  # noqa: F821
 
 
-def _aligned_template(f1, f2, consts, out):  # f1, f2 flat (K * 2d,) corners, out (K,)
-    k = (consts[0], consts[1], consts[2])
+def _aligned_template(f1, f2, consts, out, flags):  # f1, f2 flat (K * 2d,) corners, out (K,)
+    k = (consts[0], consts[1], consts[2], consts[3], consts[4])
     for i in numba.prange(out.shape[0]):
         u = np.uint64(i)
         out[u] = pair(row(f1, u), row(f2, u), k)  # noqa: F821
+        flags[u] = extreme(f1, u, k) | extreme(f2, u, k)  # noqa: F821
 
 
 _FORMULAS = {
@@ -257,6 +379,7 @@ _FORMULAS = {
 }
 _LOADS = {2: _load2, 3: _load3}
 _ROWS = {2: _row2, 3: _row3}
+_EXTREME_ROWS = {2: _extreme_row2, 3: _extreme_row3}
 _COLUMNS = {2: (_columns2, 6), 3: (_columns3, 7)}
 _PAIRWISE = {
     (op, d): kernel(parallel=True)(
@@ -267,7 +390,7 @@ _PAIRWISE = {
 _ALIGNED = {
     (op, d): kernel(parallel=True)(variant(
         _aligned_template, f"_aligned_{op}{d}", pair=f,
-        row=_row2_angle if op == "ciou" else _ROWS[d],
+        row=_row2_angle if op == "ciou" else _ROWS[d], extreme=_EXTREME_ROWS[d],
     ))
     for (op, d), f in _FORMULAS.items()
 }
@@ -280,13 +403,18 @@ def _corners(b: np.ndarray, spec: BoxPair, n: int) -> np.ndarray:
     return np.ascontiguousarray(corners.reshape(-1, 2 * spec.dims))
 
 
-def _columns(b: np.ndarray, spec: BoxPair, n: int) -> np.ndarray:
-    """(*batch, n, 2d) boxes -> (B, R, n) columns in the compute dtype."""
-    flat = _corners(b, spec, n)
+def _columns(flat: np.ndarray, spec: BoxPair, n: int) -> np.ndarray:
+    """(batch * n, 2d) corners -> (B, R, n) columns in the compute dtype."""
     fill, rows = _COLUMNS[spec.dims]
     cols = np.empty((rows, flat.shape[0]), dtype=spec.compute)
     fill(flat, cols)
     return np.ascontiguousarray(cols.reshape(rows, -1, n).transpose(1, 0, 2))
+
+
+def _extreme_boxes(flat: np.ndarray, spec: BoxPair, consts: np.ndarray) -> np.ndarray:
+    flags = np.empty(flat.shape[0], dtype=np.bool_)
+    _flags(flat.reshape(-1), spec.dims, consts, flags)
+    return np.flatnonzero(flags)
 
 
 def box_pair(
@@ -298,12 +426,23 @@ def box_pair(
     result = np.empty(spec.out_shape, dtype=spec.out) if out is None else out
     if result.size == 0:
         return result
-    consts = np.array([zero_division, 4 / math.pi**2, 1], dtype=spec.compute)
+    big, tiny = _formats.scale_limits(spec.compute, spec.dims)
+    consts = np.array([zero_division, 4 / math.pi**2, 1, big, tiny, 1 / 8, 1 / 16],
+                      dtype=spec.compute)
+    f1, f2 = _corners(b1, spec, n), _corners(b2, spec, m)
+    code = _OPCODES[op]
     if spec.m < 0:
-        _ALIGNED[op, spec.dims](
-            _corners(b1, spec, n).reshape(-1), _corners(b2, spec, n).reshape(-1), consts,
-            result.reshape(-1),
-        )
+        flat = result.reshape(-1)
+        flags = np.empty(flat.shape[0], dtype=np.bool_)
+        _ALIGNED[op, spec.dims](f1.reshape(-1), f2.reshape(-1), consts, flat, flags)
+        pairs = np.flatnonzero(flags)
+        if pairs.size:
+            _rescale_aligned(f1.reshape(-1), f2.reshape(-1), spec.dims, code, consts, pairs, flat)
     else:
-        _PAIRWISE[op, spec.dims](_columns(b1, spec, n), _columns(b2, spec, m), consts, result.reshape(-1, n, m))
+        grid = result.reshape(-1, n, m)
+        _PAIRWISE[op, spec.dims](_columns(f1, spec, n), _columns(f2, spec, m), consts, grid)
+        rows, cols = _extreme_boxes(f1, spec, consts), _extreme_boxes(f2, spec, consts)
+        if rows.size or cols.size:
+            _rescale_pairwise(f1.reshape(-1), f2.reshape(-1), spec.dims, code, consts, rows, cols,
+                              grid)
     return result
