@@ -184,9 +184,9 @@ def size(shape: tuple[int, ...]) -> int:
 
 AVERAGES = ("macro", "micro", "weighted", "none")
 OUT_OF_RANGE = ("raise", "ignore")
-MAX_CLASSES = 46340  # num_classes**2 + 2 bins must stay below 2**31 (int32 indices on every engine)
 MAX_MATRIX_BYTES = 4 * 2**30  # largest (C, C) int64 confusion matrix: 4 GiB
-MAX_MATRIX_CLASSES = math.isqrt(MAX_MATRIX_BYTES // 8)  # 23170
+# 23170 classes; also keeps num_classes**2 + 2 bins below 2**31 (int32 indices on every engine).
+MAX_MATRIX_CLASSES = math.isqrt(MAX_MATRIX_BYTES // 8)
 
 
 class LabelSpec(NamedTuple):
@@ -216,9 +216,9 @@ def num_classes(func: str, value: Any) -> int:
             f"up to 3 times while counting); the limit is "
             f"{MAX_MATRIX_BYTES // 2**30} GiB, num_classes <= {MAX_MATRIX_CLASSES}"
         )
-    if not _is_integer(value) or not 1 <= value <= MAX_CLASSES:
+    if not _is_integer(value) or not 1 <= value <= MAX_MATRIX_CLASSES:
         raise ValueError(
-            f"{func}: num_classes must be an integer in [1, {MAX_CLASSES}], got {value!r}"
+            f"{func}: num_classes must be an integer in [1, {MAX_MATRIX_CLASSES}], got {value!r}"
         )
     return int(value)
 
