@@ -160,3 +160,6 @@ def grid_1d(count: int) -> tuple[int]:
 from .boxes import box_pair  # noqa: E402
 from . import semantic  # noqa: E402
 from .masks import mask_boxes, mask_pair, pack_masks  # noqa: E402
+from . import reductions  # noqa: E402  (fused max / top-k / pairs)
+from .matching import match  # noqa: E402  (COCO greedy and optimal matching)
+from . import ragged  # noqa: E402  (segmented IoU: many images in one launch)
