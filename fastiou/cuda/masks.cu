@@ -1,28 +1,12 @@
-// Dense masks packed to 64-bit words: bit q of word k of a row holds pixel x = 64 k + q, bits past
-// the width are 0. Intersections are sums of __popcll(a & b); counts are exact 64-bit integers and
-// ratios are taken in double. T is the mask element type, RULE one of MaskRule, O the output type,
-// OP one of MaskOp. Kernels that work a warp at a time must be launched with whole warps (the
-// block size a multiple of 32).
-#include "common.cuh"
+// Dense masks packed to 64-bit words (see mask_ops.cuh, which holds the per-pair formulas): bit q
+// of word k of a row holds pixel x = 64 k + q, bits past the width are 0. T is the mask element
+// type, RULE one of MaskRule, O the output type, OP one of MaskOp. Kernels that work a warp at a
+// time must be launched with whole warps (the block size a multiple of 32).
+#include "mask_ops.cuh"
 
 namespace fastiou {
 
 enum MaskRule { NONZERO = 0, ATLEAST = 1 };
-enum MaskOp { MASK_IOU = 0, MASK_IOA = 1 };
-
-typedef unsigned long long word_t;
-
-#define FASTIOU_FULL_WARP 0xffffffffu
-
-// First warp index and warp stride of a grid-stride loop over warps, in 64 bits.
-__device__ __forceinline__ long long warp_start() { return grid_start_x() / 32; }
-__device__ __forceinline__ long long warp_stride() { return grid_stride_x() / 32; }
-
-__device__ __forceinline__ long long warp_sum(long long v) {
-  for (int offset = 16; offset > 0; offset /= 2)
-    v += __shfl_down_sync(FASTIOU_FULL_WARP, v, offset);
-  return v;
-}
 
 // words[t] for t in [0, rows * nwords), word t % nwords of row t / nwords of x (rows, width): one
 // warp per word, each lane reading two pixels (coalesced) and __ballot_sync gathering the bits.
@@ -56,13 +40,6 @@ __global__ void mask_count(const word_t* __restrict__ words, long long rows, lon
     s = warp_sum(s);
     if (lane == 0) out[r] = s;
   }
-}
-
-template <int OP>
-__device__ __forceinline__ double mask_value(long long inter, long long area1, long long area2,
-                                             double zd) {
-  const long long den = OP == MASK_IOA ? area1 : area1 + area2 - inter;
-  return den != 0 ? static_cast<double>(inter) / static_cast<double>(den) : zd;
 }
 
 // Pairwise: out[b, i, j] for b in [0, batch), i in [0, n), j in [0, m), from the masks
@@ -130,11 +107,7 @@ __global__ void mask_aligned(const word_t* __restrict__ w1, const long long* __r
                              long long count, long long nwords, double zd, O* __restrict__ out) {
   const int lane = threadIdx.x % 32;
   for (long long i = warp_start(); i < count; i += warp_stride()) {
-    const word_t* a = w1 + i * nwords;
-    const word_t* b = w2 + i * nwords;
-    long long s = 0;
-    for (long long k = lane; k < nwords; k += 32) s += __popcll(a[k] & b[k]);
-    s = warp_sum(s);
+    const long long s = warp_intersection(w1 + i * nwords, w2 + i * nwords, nwords, lane);
     if (lane == 0) out[i] = static_cast<O>(mask_value<OP>(s, a1[i], a2[i], zd));
   }
 }

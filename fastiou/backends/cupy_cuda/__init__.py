@@ -13,7 +13,9 @@ same launch configuration, so this module's Python code is tested without a GPU 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
+import re
 from pathlib import Path
 from typing import Any, Iterator, Protocol, Sequence
 
@@ -54,10 +56,42 @@ class Runtime(Protocol):
                args: tuple[Any, ...], shared_mem: int = 0) -> None: ...
 
 
+# Options of every module; quoted #include names are found in CUDA_DIR (``-I``), where the .cuh
+# headers with the __device__ helpers and formulas shared by several sources live.
+NVRTC_OPTIONS = ("--std=c++17", "--fmad=false")
+_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]*"([^"\n]+)"', re.M)
+
+
+def included_files(path: Path, include_dirs: Sequence[Path] = (CUDA_DIR,)) -> list[Path]:
+    """Every file that ``path`` includes with ``#include "name"``, directly or through another,
+    found as a compiler finds it: the including file's folder, then ``include_dirs`` in order.
+    Sorted; a name found nowhere is left for the compiler to report."""
+    root = path.resolve()
+    found: set[Path] = set()
+    todo = [root]
+    while todo:
+        current = todo.pop()
+        for name in _INCLUDE.findall(current.read_text()):
+            for folder in (current.parent, *include_dirs):
+                candidate = (Path(folder) / name).resolve()
+                if candidate.is_file():
+                    if candidate != root and candidate not in found:
+                        found.add(candidate)
+                        todo.append(candidate)
+                    break
+    return sorted(found)
+
+
 def read_source(source: str) -> str:
-    """The text of a .cu file, with a #line directive so compiler errors name the real file."""
+    """The text of a .cu file for NVRTC: a #line directive so compiler errors name the real file,
+    after a comment holding a hash of every file it includes. CuPy's on-disk cache is keyed on
+    this text and the options, not on included headers: the hash makes an edited header recompile
+    instead of loading a stale binary."""
     path = CUDA_DIR / source
-    return f'#line 1 "{path}"\n' + path.read_text()
+    digest = hashlib.sha256()
+    for dep in included_files(path):
+        digest.update(f"{dep}\0".encode() + dep.read_bytes() + b"\0")
+    return f'// includes: {digest.hexdigest()[:32]}\n#line 1 "{path}"\n' + path.read_text()
 
 
 class CupyRuntime:
@@ -77,7 +111,7 @@ class CupyRuntime:
                 code=read_source(source),
                 # --fmad=false: no fused multiply-add, so products and sums round as in NumPy
                 # (a fused area + area - intersection can make IoU(a, a) differ from 1).
-                options=("--std=c++17", "--fmad=false", f"-I{CUDA_DIR}"),
+                options=(*NVRTC_OPTIONS, f"-I{CUDA_DIR}"),
                 name_expressions=KERNELS[source],
             )
         return self._modules[source]
