@@ -9,7 +9,8 @@ image of one mask size is one call; COCO RLE is the exception (one ``rle.iou`` p
 
 Where the data lives
 --------------------
-- NumPy (Numba engine): everything on the host.
+- NumPy (Numba engine): everything on the host. Boxes with the greedy rule skip the blocks: one
+  compiled pass computes each IoU where the matching needs it and matches (``greedy_boxes``).
 - CuPy (CUDA engine): boxes, masks, packed masks and the IoU blocks stay on the device, and so does
   the matching; only the per-object results (matched prediction and its IoU, ``O(G)`` numbers)
   are copied to the host, where the report is assembled. Scores (one number a prediction) are
@@ -418,7 +419,11 @@ def _scores(func: str, scores: Any, num_pred: np.ndarray) -> np.ndarray | None:
                 )
             if a.size and a.dtype.kind not in "biuf":
                 raise TypeError(f"{func}: scores[{i}] must be numbers, got dtype {a.dtype}")
-    flat = np.concatenate([a.reshape(-1) for a in host]).astype(np.float64) if host else np.zeros(0)
+    if host:  # one cast in the copy (every entry is 1-D unless an empty one is not)
+        parts = host if (sizes >= 0).all() else [a.reshape(-1) for a in host]
+        flat = np.concatenate(parts, dtype=np.float64)
+    else:
+        flat = np.zeros(0)
     bad = np.isnan(flat)
     if bad.any():
         k = int(np.argmax(bad))
@@ -462,14 +467,37 @@ def _concat(engine: Any, arrays: list[Any], tail: tuple[int, ...], dtype: Any) -
     return xp.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
 
 
-def _box_blocks(func: str, data: _Images, fmt: str, off1: np.ndarray, off2: np.ndarray,
-                blocks: np.ndarray) -> Any:
+def _box_sets(func: str, data: _Images, fmt: str) -> tuple[Any, Any, _validate.BoxPair]:
     engine = data.engine
     width = next((a.shape[1] for a in data.gt + data.pred if a.ndim == 2), 4)
     g = _concat(engine, data.gt, (width,), data.dtype)
     p = _concat(engine, data.pred, (width,), data.dtype)
-    spec = _validate.box_pair(func, g, p, fmt=fmt, aligned=False, wide=engine.wide_float())
-    return _box_values(engine, g, p, off1, off2, blocks, spec, 0.0)
+    return g, p, _validate.box_pair(func, g, p, fmt=fmt, aligned=False, wide=engine.wide_float())
+
+
+def _box_blocks(func: str, data: _Images, fmt: str, off1: np.ndarray, off2: np.ndarray,
+                blocks: np.ndarray) -> Any:
+    g, p, spec = _box_sets(func, data, fmt)
+    return _box_values(data.engine, g, p, off1, off2, blocks, spec, 0.0)
+
+
+def _box_matches(func: str, data: _Images, fmt: str, off1: np.ndarray, off2: np.ndarray,
+                 threshold: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """Greedy (pred_index, iou) of every object straight from the boxes, on the Numba engine:
+    IoU and matching in one compiled pass, without the ``G_i x P_i`` blocks. None where the
+    blocks would be rounded to another dtype than the IoU is computed in (then the blocks are
+    made and matched)."""
+    g, p, spec = _box_sets(func, data, fmt)
+    if spec.out != spec.compute or spec.compute not in (np.float32, np.float64):
+        return None
+    from . import _formats
+    from .backends.numba_cpu.matching import greedy_boxes
+
+    c1, c2 = (np.ascontiguousarray(_formats.to_corners(np, np.asarray(b, dtype=spec.compute),
+                                                       spec.fmt)) for b in (g, p))
+    _, to_pred, _, matched = greedy_boxes(c1, c2, off1, off2, dims=spec.dims, scores=data.scores,
+                                          thresholds=np.array([threshold]))
+    return to_pred[0], matched[0].astype(np.float64)
 
 
 def _pack_image(func: str, name: str, x: Any, engine: Any, budget: int) -> tuple[Any, Any]:
@@ -576,6 +604,10 @@ def _evaluate_batch(func: str, gt: Any, pred: Any, scores: Any, *, iou_threshold
     data = _read(func, gt, pred, scores, backend)
     off1, off2 = _offsets(data.num_gt), _offsets(data.num_pred)
     blocks = _validate.segment_blocks(func, off1, off2)
+    if data.kind == "boxes" and method == "greedy" and data.engine.name == "numba":
+        fused = _box_matches(func, data, fmt, off1, off2, iou_threshold)
+        if fused is not None:
+            return _Matches(data.num_gt, data.num_pred, *fused)
     if data.kind == "boxes":
         values = _box_blocks(func, data, fmt, off1, off2, blocks)
     elif data.kind == "masks":

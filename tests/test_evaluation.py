@@ -333,6 +333,37 @@ def test_boxes_3d_and_formats():
     check_report(report, ref_evaluate("boxes", as_xywh, pred_xywh, scores, 0.5, "xywh"), 1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("dims", "fmt"), [(2, "xyxy"), (2, "cxcywh"), (3, "xyzwhd")])
+def test_boxes_match_without_blocks_as_with_them(dims, fmt, dtype):
+    """On the Numba engine, evaluate computes box IoU and matches in one pass without the IoU
+    blocks: exactly what matching the blocks of segmented_box_iou gives (ties in IoU and score,
+    NaN boxes, images without objects or predictions, more than 256 predictions)."""
+    from fastiou.backends.numba_cpu.matching import greedy_segmented
+
+    rng = np.random.default_rng(dims * 10 + len(fmt))
+    gt, pred, scores = [], [], []
+    for g, p in [(3, 5), (0, 4), (4, 0), (6, 300), (1, 1), (8, 40)]:
+        base = np.round(rng.random((max(g, 1), 2 * dims)) * 6).astype(dtype)[:g]
+        gt.append(base)
+        extra = np.round(rng.random((p, 2 * dims)) * 6).astype(dtype)
+        if g and p:
+            extra[: p // 2] = base[rng.integers(0, g, p // 2)]  # equal IoUs
+            extra[0, 0] = np.nan
+        pred.append(extra)
+        scores.append(rng.choice([0.2, 0.5, 0.9], size=p))
+    for t in (0.0, 0.3, 0.5, 1.0):
+        report = fastiou.evaluate(gt, pred, scores=scores, iou_threshold=t, fmt=fmt)
+        off1 = np.r_[0, np.cumsum([g.shape[0] for g in gt])]
+        off2 = np.r_[0, np.cumsum([p.shape[0] for p in pred])]
+        values, blocks = fastiou.segmented_box_iou(np.concatenate(gt), np.concatenate(pred),
+                                                   off1, off2, fmt=fmt)
+        _, to_pred, _, matched = greedy_segmented(values, blocks[:-1], off1, off2,
+                                                  scores=np.concatenate(scores), thresholds=t)
+        np.testing.assert_array_equal(report.per_object["pred_index"], to_pred[0])
+        np.testing.assert_array_equal(report.per_object["iou"], matched[0].astype(np.float64))
+
+
 def test_masks_against_the_reference(engine):
     rng = np.random.default_rng(11)
     gt, pred, scores = mask_dataset(rng, 12)

@@ -524,6 +524,44 @@ def test_segmented_equals_match_per_image():
         np.testing.assert_array_equal(out[3][:, gsl], m.matched_iou)
 
 
+def test_segmented_score_order_ties_and_image_sizes():
+    """The order within each image is NumPy's stable argsort of -score (ties in input order,
+    -0.0 == 0.0, infinities) for small images and for large ones (the kernel ranks up to 256
+    predictions by counting and merges above), and the matching built on it is the plain
+    loop's."""
+    rng = np.random.default_rng(12)
+    sizes = [0, 1, 2, 17, 255, 256, 257, 700, 33]
+    pred_off = np.r_[0, np.cumsum(sizes)]
+    values = [-np.inf, -1.0, -0.0, 0.0, 0.25, 0.5, 1.0, np.inf]
+    scores = rng.choice(values, size=int(pred_off[-1]))
+    # P objects of IoU 1 with every prediction: the k-th prediction in order takes object P-1-k.
+    sizes_sq = np.array(sizes) ** 2
+    p2g = numba_matching.greedy_segmented(
+        np.ones(int(sizes_sq.sum())), np.r_[0, np.cumsum(sizes_sq)][:-1], pred_off, pred_off,
+        scores=scores)[0][0]
+    for i, p in enumerate(sizes):
+        s, got = scores[pred_off[i]:pred_off[i + 1]], p2g[pred_off[i]:pred_off[i + 1]]
+        np.testing.assert_array_equal(got[np.argsort(-s, kind="stable")], p - 1 - np.arange(p))
+    cases = [random_case(rng, int(rng.integers(0, 6)), p, np.float32) for p in sizes]
+    for c, p in zip(cases, sizes):
+        c["scores"] = rng.choice(values, size=p)
+    gs = np.array([c["iou"].shape[0] for c in cases])
+    gt_off = np.r_[0, np.cumsum(gs)]
+    flat = np.concatenate([c["iou"].ravel() for c in cases])
+    out = numba_matching.greedy_segmented(
+        flat, np.r_[0, np.cumsum(gs * np.array(sizes))][:-1], gt_off, pred_off,
+        scores=np.concatenate([c["scores"] for c in cases]), thresholds=[0.5, 0.9],
+        crowd=np.concatenate([c["crowd"] for c in cases]),
+        gt_ignore=np.concatenate([c["gt_ignore"] for c in cases]))
+    for i, c in enumerate(cases):
+        gsl, psl = slice(gt_off[i], gt_off[i + 1]), slice(pred_off[i], pred_off[i + 1])
+        for k, t in enumerate([0.5, 0.9]):
+            got = fastiou.MatchResult(out[0][k, psl], out[1][k, gsl], out[2][k, psl],
+                                      out[3][k, gsl], None, None, None)
+            assert_reference(got, c["iou"], c["scores"], t, c["crowd"], c["gt_ignore"],
+                             what=f"image {i}, threshold {t}")
+
+
 def test_shuffling_predictions_with_distinct_scores_changes_nothing():
     rng = np.random.default_rng(10)
     for _ in range(5):

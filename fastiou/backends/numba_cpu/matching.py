@@ -1,8 +1,11 @@
 """Matching on the Numba engine: COCO's greedy rule over many images in one compiled call.
 
-Everything runs through one segmented kernel over concatenated per-image IoU blocks, parallel over
-images, with the thresholds inside: a batch ``(B, G, P)`` is B blocks of equal size. The optimal
-rule runs SciPy's assignment solver per matrix and uses the same kernel for the leftovers.
+Everything runs through one segmented kernel (``_greedy_template``, the one place the rule is
+written), parallel over images, with the thresholds inside. It reads the IoU from concatenated
+per-image blocks (a batch ``(B, G, P)`` is B blocks of equal size) or, for ``evaluate`` on
+boxes, computes it from the boxes where needed without storing the blocks (``greedy_boxes``).
+The score order is taken inside the kernel, only among the predictions that can match. The
+optimal rule runs SciPy's assignment solver per matrix and uses the same kernel for the leftovers.
 
 Ground-truth flags are packed per object as in ``backends/_matching_arrays.py``.
 """
@@ -19,116 +22,301 @@ from ...matching import MatchResult
 from .._matching_arrays import (
     CROWD, IGNORED, VALID, batch_inputs, gt_flags, result, uniform_offsets,
 )
-from . import serial_and_parallel
+from . import kernel, serial_and_parallel, variant
+from .boxes import _iou2, _iou3, _load2, _load3
+from .ragged import _columns
+
 PARALLEL_FROM = 64  # images per call from which waking the threads pays
 
 
-def _greedy_template(iou, iou_offsets, gt_offsets, pred_offsets, order, gflags, pvalid, cutoffs,
+@kernel()
+def _clear(g0, ng, p0, npred, pred_to_gt, gt_to_pred, pred_ignored, matched_iou):
+    """An image's outputs at every threshold, before matching: nothing matched."""
+    for t in range(pred_to_gt.shape[0]):
+        for j in range(g0, g0 + ng):
+            gt_to_pred[t, j] = -1
+            matched_iou[t, j] = 0
+        for q in range(p0, p0 + npred):
+            pred_to_gt[t, q] = -1
+            pred_ignored[t, q] = False
+
+
+@kernel()
+def _block_row(iou, consts, at, g0, npred, j):
+    """Where local object ``j``'s row of the image's block starts (indices uint64: no
+    negative-index checks, so that the loop over the predictions vectorizes)."""
+    return at + j * npred
+
+
+@kernel()
+def _block_value(iou, consts, row, p0, q):
+    """IoU of the object at ``row`` with local prediction ``q``."""
+    return iou[row + q]
+
+
+def _box_row_template(cols, consts, at, g0, npred, j):
+    """Object ``g0 + j``'s box (corners and area), from the columns ``cols`` (objects,
+    predictions) of ``ragged._columns``."""
+    return load(cols[0], g0 + j)  # noqa: F821
+
+
+def _box_value_template(cols, consts, box, p0, q):
+    """IoU of the object ``box`` with prediction ``p0 + q``, by the pairwise kernels' own
+    ``pair``: the value a segmented ``box_iou`` block holds."""
+    return pair(box, load(cols[1], p0 + q), (consts[0], consts[1], consts[2]))  # noqa: F821
+
+
+_BOX_ENTRY = {
+    d: (kernel()(variant(_box_row_template, f"_box_row{d}", load=load)),
+        kernel()(variant(_box_value_template, f"_box_value{d}", load=load, pair=pair)))
+    for d, load, pair in ((2, _load2, _iou2), (3, _load3, _iou3))
+}
+
+
+@kernel()
+def _sort_descending(s, p0, m, order, tmp):
+    """``order[p0:p0 + m]`` = local indices 0..m-1 by descending ``s[p0 + index]``, ties in
+    input order (stable, as ``np.argsort(-s, kind="stable")``; no NaN). ``tmp`` is scratch over
+    the same slots. Insertion-sorted runs of 16, then bottom-up merges."""
+    run = 16
+    for a in range(0, m, run):
+        b = min(a + run, m)
+        for k in range(a, b):
+            v = s[p0 + k]
+            x = k
+            while x > a and s[p0 + order[p0 + x - 1]] < v:
+                order[p0 + x] = order[p0 + x - 1]
+                x -= 1
+            order[p0 + x] = k
+    width = run
+    in_tmp = False
+    while width < m:
+        src, dst = (tmp, order) if in_tmp else (order, tmp)
+        for a in range(0, m, 2 * width):
+            mid, b = min(a + width, m), min(a + 2 * width, m)
+            x, y, o = a, mid, a
+            while x < mid and y < b:
+                if s[p0 + src[p0 + y]] > s[p0 + src[p0 + x]]:  # strictly: ties keep x first
+                    dst[p0 + o] = src[p0 + y]
+                    y += 1
+                else:
+                    dst[p0 + o] = src[p0 + x]
+                    x += 1
+                o += 1
+            while x < mid:
+                dst[p0 + o] = src[p0 + x]
+                x += 1
+                o += 1
+            while y < b:
+                dst[p0 + o] = src[p0 + y]
+                y += 1
+                o += 1
+        in_tmp = not in_tmp
+        width *= 2
+    if in_tmp:
+        for k in range(m):
+            order[p0 + k] = tmp[p0 + k]
+
+
+SMALL_SORT = 256  # predictions per image up to which ranks by counting beat merging
+
+
+@kernel()
+def _rank_descending(s, p0, m, order):
+    """As :func:`_sort_descending` for a small image: the rank of each prediction is the count of
+    those before it in the order (higher scores, and equal scores earlier in the input). The
+    comparisons are branch-free and vectorize; sorting's branches mispredict on random scores."""
+    u0 = np.uint64(p0)  # unsigned indices: no negative-index checks, so the loops vectorize
+    for k in range(m):
+        v = s[p0 + k]
+        r = np.uint64(0)
+        for x in range(u0, u0 + np.uint64(k)):
+            r += np.uint64(s[x] >= v)
+        for x in range(u0 + np.uint64(k + 1), u0 + np.uint64(m)):
+            r += np.uint64(s[x] > v)
+        order[p0 + r] = k
+
+
+def _greedy_template(src, consts, iou_offsets, gt_offsets, pred_offsets, keys, gflags, pvalid,
+                     cutoffs, hits, lasts, picked, picked_keys, ranked, tmp, cand, value,
                      pred_to_gt, gt_to_pred, pred_ignored, matched_iou):
-    """Block i of ``iou`` is G_i x P_i at ``iou_offsets[i]``; ``order`` holds local prediction
-    indices per image, in the order they choose; outputs are (T, total_P) / (T, total_G), with
-    local indices. Every bound comes from the validated offsets."""
+    """``iou_at(src, consts, iou_row(src, consts, ...), ...)`` is the IoU of an object and a
+    prediction of image i: read from the G_i x P_i block at ``iou_offsets[i]`` of ``src``
+    (:func:`_block_row`, :func:`_block_value`), or computed from the boxes (``src`` their
+    columns, see :func:`greedy_boxes`). Within an image, predictions choose by descending
+    ``keys`` (float64, no NaN), ties in input order (``keys`` empty: input order). Outputs are
+    (T, total_P) / (T, total_G), with local indices. The other arrays are scratch, (total_P,)
+    or (total_G,): image i uses the slots of its predictions or objects (``hits`` and ``lasts``
+    are int32: an image has fewer than 2**31 objects). Every bound comes from the validated
+    offsets.
+
+    A prediction's candidates are the valid objects with IoU >= the lowest cutoff and > 0 (NaN
+    fails both). One pass (objects in turn, predictions inner, so that it vectorizes) counts
+    them per prediction and keeps the last. Only the valid predictions with candidates can
+    match, so only they are put in order; each in turn lists its candidates (the one kept, or
+    its column) and chooses at every threshold."""
     low = cutoffs.min()
-    for i in numba.prange(iou_offsets.shape[0]):
-        g0, p0, at = gt_offsets[i], pred_offsets[i], iou_offsets[i]
+    zero = low - low
+    scored = keys.shape[0] > 0
+    for i in numba.prange(gt_offsets.shape[0] - 1):
+        g0, p0 = gt_offsets[i], pred_offsets[i]
         ng, npred = gt_offsets[i + 1] - g0, pred_offsets[i + 1] - p0
-        # The candidates of each prediction, once for every threshold: the valid objects j with
-        # IoU >= the lowest cutoff and > 0 (NaN fails both), in ascending j, as a CSR list.
-        start = np.zeros(npred + 1, dtype=np.int64)
+        at, ug0, up0, unp = (np.uint64(iou_offsets[i]), np.uint64(g0), np.uint64(p0),
+                             np.uint64(npred))
+        _clear(g0, ng, p0, npred, pred_to_gt, gt_to_pred, pred_ignored, matched_iou)
+        h, last = hits[p0:p0 + npred], lasts[p0:p0 + npred]
+        h[:] = 0
         for j in range(ng):
             if gflags[g0 + j] & VALID:
-                for q in range(npred):
-                    v = iou[at + j * npred + q]
-                    if v >= low and v > 0:
-                        start[q + 1] += 1
-        for q in range(npred):
-            start[q + 1] += start[q]
-        fill = start[:-1].copy()
-        cand = np.empty(start[npred], dtype=np.int64)
-        value = np.empty(start[npred], dtype=iou.dtype)
-        for j in range(ng):
-            if gflags[g0 + j] & VALID:
-                for q in range(npred):
-                    v = iou[at + j * npred + q]
-                    if v >= low and v > 0:
-                        cand[fill[q]], value[fill[q]] = j, v
-                        fill[q] += 1
-        for t in range(cutoffs.shape[0]):
-            g2p, miou = gt_to_pred[t, g0:g0 + ng], matched_iou[t, g0:g0 + ng]
-            p2g, pign = pred_to_gt[t, p0:p0 + npred], pred_ignored[t, p0:p0 + npred]
-            g2p[:] = -1
-            miou[:] = 0
-            p2g[:] = -1
-            pign[:] = False
-            for k in range(npred):
-                q = order[p0 + k]
-                if not pvalid[p0 + q]:
-                    continue
+                r = iou_row(src, consts, at, ug0, unp, np.uint64(j))  # noqa: F821
+                jj = np.int32(j)
+                for q in range(np.uint64(0), unp):
+                    v = iou_at(src, consts, r, up0, q)  # noqa: F821
+                    hit = (v >= low) & (v > zero)
+                    h[q] += np.int32(hit)
+                    last[q] = jj if hit else last[q]
+        m = 0
+        for q in range(npred):  # those that can match, in input order (no branches: m <= q)
+            picked[p0 + m] = q
+            if scored:
+                picked_keys[p0 + m] = keys[p0 + q]
+            m += np.int64((h[q] > 0) & pvalid[p0 + q])
+        if not scored:
+            for k in range(m):
+                ranked[p0 + k] = k
+        elif m <= SMALL_SORT:
+            _rank_descending(picked_keys, p0, m, ranked)
+        else:
+            _sort_descending(picked_keys, p0, m, ranked, tmp)
+        c_i, v_i = cand[g0:g0 + ng], value[g0:g0 + ng]
+        for k in range(m):
+            q = picked[p0 + ranked[p0 + k]]
+            uq = np.uint64(q)
+            if h[q] == 1:  # the usual case: the one candidate is known
+                j = last[q]
+                r = iou_row(src, consts, at, ug0, unp, np.uint64(j))  # noqa: F821
+                c_i[0], v_i[0], n = j, iou_at(src, consts, r, up0, uq), 1  # noqa: F821
+            else:
+                for j in range(np.uint64(0), np.uint64(ng)):  # the column, then kept in place:
+                    r = iou_row(src, consts, at, ug0, unp, j)  # noqa: F821
+                    v_i[j] = iou_at(src, consts, r, up0, uq)  # noqa: F821
+                n = 0
+                for j in range(ng):  # without branches (n <= j: nothing is overwritten unread)
+                    v = v_i[j]
+                    c_i[n], v_i[n] = j, v
+                    n += np.int64((v >= low) & (v > zero) & ((gflags[g0 + j] & VALID) != 0))
+            # COCO's greedy rule, at each threshold row in turn (the rows do not interact), among
+            # the candidates c_i[:n] in ascending index: first the regular objects still free,
+            # ties to the later index; failing that, the ignored ones (a crowd region any number
+            # of times, a gt_ignore object once).
+            for t in range(cutoffs.shape[0]):
                 best, best_v = -1, cutoffs[t]
-                for c in range(start[q], start[q + 1]):  # the regular objects still free
-                    j = cand[c]
-                    if gflags[g0 + j] == VALID and g2p[j] < 0 and value[c] >= best_v:
-                        best, best_v = j, value[c]  # ties: the later index wins
+                for c in range(n):
+                    j = c_i[c]
+                    if gflags[g0 + j] == VALID and gt_to_pred[t, g0 + j] < 0 and v_i[c] >= best_v:
+                        best, best_v = j, v_i[c]
                 ignored = False
-                if best < 0:  # then the ignored ones: a crowd region any number of times
-                    for c in range(start[q], start[q + 1]):
-                        j = cand[c]
+                if best < 0:
+                    for c in range(n):
+                        j = c_i[c]
                         f = gflags[g0 + j]
-                        if f & IGNORED and (f & CROWD or g2p[j] < 0) and value[c] >= best_v:
-                            best, best_v = j, value[c]
+                        if (f & IGNORED and (f & CROWD or gt_to_pred[t, g0 + j] < 0)
+                                and v_i[c] >= best_v):
+                            best, best_v = j, v_i[c]
                     ignored = best >= 0
                 if best >= 0:
-                    p2g[q] = best
-                    pign[q] = ignored
-                    g2p[best] = q
-                    miou[best] = best_v
+                    pred_to_gt[t, p0 + q] = best
+                    pred_ignored[t, p0 + q] = ignored
+                    gt_to_pred[t, g0 + best] = q
+                    matched_iou[t, g0 + best] = best_v
 
 
-def _order_template(scores, pred_offsets, order):
-    """Per image: local prediction indices by descending score, ties in input order."""
-    for i in numba.prange(pred_offsets.shape[0] - 1):
-        p0, p1 = pred_offsets[i], pred_offsets[i + 1]
-        if p1 > p0:
-            order[p0:p1] = np.argsort(-scores[p0:p1], kind="mergesort")
-
-
-_GREEDY = serial_and_parallel(_greedy_template)
-_ORDER = serial_and_parallel(_order_template)
+_GREEDY = serial_and_parallel(
+    variant(_greedy_template, "_greedy_blocks", iou_row=_block_row, iou_at=_block_value)
+)
+_GREEDY_BOXES = {
+    d: serial_and_parallel(
+        variant(_greedy_template, f"_greedy_boxes{d}", iou_row=row, iou_at=value)
+    )
+    for d, (row, value) in _BOX_ENTRY.items()
+}
 
 
 def _pick(pair: tuple[Any, Any], images: int) -> Any:
     return pair[1] if images >= PARALLEL_FROM else pair[0]
 
 
-def _order(func: str, scores: np.ndarray | None, pred_offsets: np.ndarray) -> np.ndarray:
-    total = int(pred_offsets[-1])
-    images = pred_offsets.shape[0] - 1
+def _keys(func: str, scores: Any, total: int) -> np.ndarray:
+    """Scores as float64 keys of the order within each image (descending, ties in input
+    order); None: empty, i.e. input order. NaN is a ValueError."""
     if scores is None:
-        counts = np.diff(pred_offsets)
-        return np.arange(total, dtype=np.int64) - np.repeat(pred_offsets[:-1], counts)
+        return np.zeros(0)
     s = np.ascontiguousarray(scores, dtype=np.float64)
     if np.isnan(s).any():
-        raise ValueError(f"{func}: scores must not be NaN (at index {int(np.argmax(np.isnan(s)))})")
-    order = np.empty(total, dtype=np.int64)
-    _pick(_ORDER, images)(s, pred_offsets, order)
-    return order
+        at = int(np.argmax(np.isnan(s)))
+        raise ValueError(f"{func}: scores must not be NaN (at index {at})")
+    return s
+
+
+def _outputs(t: int, total_g: int, total_p: int,
+             dtype: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    return (np.empty((t, total_p), dtype=np.int64), np.empty((t, total_g), dtype=np.int64),
+            np.empty((t, total_p), dtype=np.bool_), np.empty((t, total_g), dtype=dtype))
+
+
+def _scratch(gt_off: np.ndarray, total_p: int, dtype: Any) -> tuple[np.ndarray, ...]:
+    """``hits`` ... ``value`` of :func:`_greedy_template` (its int32 counters need images of
+    fewer than 2**31 objects: checked here)."""
+    if gt_off.shape[0] > 1 and int(np.diff(gt_off).max()) >= 2**31:
+        raise ValueError("match: an image has 2**31 or more ground-truth objects; at most "
+                         "2**31 - 1 per image are supported")
+    total_g = int(gt_off[-1])
+    return (np.empty(total_p, dtype=np.int32), np.empty(total_p, dtype=np.int32),
+            np.empty(total_p, dtype=np.int64), np.empty(total_p, dtype=np.float64),
+            np.empty(total_p, dtype=np.int64), np.empty(total_p, dtype=np.int64),
+            np.empty(total_g, dtype=np.int64), np.empty(total_g, dtype=dtype))
 
 
 def _run(iou_flat: np.ndarray, iou_off: np.ndarray, gt_off: np.ndarray, pred_off: np.ndarray,
-         order: np.ndarray, gflags: np.ndarray, pvalid: np.ndarray,
+         keys: np.ndarray, gflags: np.ndarray, pvalid: np.ndarray,
          cutoffs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    t = cutoffs.shape[0]
     total_g, total_p = int(gt_off[-1]), int(pred_off[-1])
-    pred_to_gt = np.empty((t, total_p), dtype=np.int64)
-    gt_to_pred = np.empty((t, total_g), dtype=np.int64)
-    pred_ignored = np.empty((t, total_p), dtype=np.bool_)
-    matched_iou = np.empty((t, total_g), dtype=iou_flat.dtype)
+    outputs = _outputs(cutoffs.shape[0], total_g, total_p, iou_flat.dtype)
     if iou_off.shape[0]:
         _pick(_GREEDY, iou_off.shape[0])(
-            iou_flat, iou_off, gt_off, pred_off, order, gflags, pvalid, cutoffs,
-            pred_to_gt, gt_to_pred, pred_ignored, matched_iou,
+            iou_flat, iou_flat[:0], iou_off, gt_off, pred_off, keys, gflags, pvalid, cutoffs,
+            *_scratch(gt_off, total_p, iou_flat.dtype), *outputs,
         )
-    return pred_to_gt, gt_to_pred, pred_ignored, matched_iou
+    return outputs
+
+
+def greedy_boxes(
+    c1: np.ndarray, c2: np.ndarray, off1: np.ndarray, off2: np.ndarray, *, dims: int,
+    scores: np.ndarray | None, thresholds: np.ndarray, zero_division: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Segmented box IoU and greedy matching in one compiled pass, without the IoU blocks.
+
+    ``c1 (K1, 2d)`` objects and ``c2 (K2, 2d)`` predictions are corner boxes of the compute
+    dtype (float32 or float64), C-contiguous; ``off1``, ``off2`` (n + 1,) int64 validated
+    segment offsets; ``scores (K2,)`` float64 or None; ``thresholds (T,)`` float64 in [0, 1].
+    Returns what :func:`greedy_segmented` returns for the blocks of
+    ``ragged.box_iou(c1, c2, off1, off2, ...)``, with every object valid and regular: each IoU
+    is computed by the same pair function, when needed (a prediction's values twice: to count
+    its candidates, then to list them), and never stored."""
+    total_g, total_p = int(off1[-1]), int(off2[-1])
+    images = off1.shape[0] - 1
+    keys = _keys("evaluate", scores, total_p)
+    cutoffs = _validate.match_cutoffs(np.asarray(thresholds, dtype=np.float64), c1.dtype)
+    outputs = _outputs(cutoffs.shape[0], total_g, total_p, c1.dtype)
+    if images:
+        consts = np.array([zero_division, 0, 1], dtype=c1.dtype)
+        _pick(_GREEDY_BOXES[dims], images)(
+            (_columns(c1, dims), _columns(c2, dims)), consts, np.zeros(images, dtype=np.int64),
+            off1, off2, keys,
+            np.full(total_g, VALID, dtype=np.uint8), np.ones(total_p, dtype=bool), cutoffs,
+            *_scratch(off1, total_p, c1.dtype), *outputs,
+        )
+    return outputs
 
 
 def _flat_flag(func: str, name: str, x: Any, size: int) -> np.ndarray:
@@ -201,9 +389,8 @@ def greedy_segmented(
     c = _flat_flag(func, "crowd", crowd, total_g)
     ig = _flat_flag(func, "gt_ignore", gt_ignore, total_g)
     flags = gt_flags(np.ones(total_g, dtype=bool), c, ig)
-    order = _order(func, scores, pred_off)
-    return _run(flat, iou_off, gt_off, pred_off, order, flags, np.ones(total_p, dtype=bool),
-                _validate.match_cutoffs(thr, compute))
+    return _run(flat, iou_off, gt_off, pred_off, _keys(func, scores, total_p), flags,
+                np.ones(total_p, dtype=bool), _validate.match_cutoffs(thr, compute))
 
 
 # --------------------------------------------------------------------------------------------
@@ -229,6 +416,9 @@ def optimal_host(cube: np.ndarray, order: np.ndarray, flags: np.ndarray, pvalid:
     g2p = np.full((t, count, g), -1, dtype=np.int64)
     miou = np.zeros((t, count, g), dtype=cube.dtype)
     regular = flags == VALID
+    keys = np.empty((count, p))  # the kernel's form of ``order``: its k-th prediction gets -k
+    np.put_along_axis(keys, order, np.broadcast_to(-np.arange(p, dtype=np.float64), (count, p)),
+                      axis=1)
     for k in range(t):
         for b in range(count):
             ok = (cube[b] >= cutoffs[k]) & (cube[b] > 0) & np.isfinite(cube[b])
@@ -245,7 +435,7 @@ def optimal_host(cube: np.ndarray, order: np.ndarray, flags: np.ndarray, pvalid:
     pign = np.zeros((t, count, p), dtype=bool)
     for k in range(t):
         free = pvalid & (p2g[k] < 0)
-        r = _run(cube.reshape(-1), iou_off, gt_off, pred_off, order.reshape(-1),
+        r = _run(cube.reshape(-1), iou_off, gt_off, pred_off, keys.reshape(-1),
                  np.ascontiguousarray(leftover_flags.reshape(-1)), free.reshape(-1),
                  cutoffs[k:k + 1])
         hit = r[0][0].reshape(count, p) >= 0
@@ -264,11 +454,13 @@ def match(iou: Any, scores: Any, crowd: Any, gt_ignore: Any, gt_valid: Any, pred
     )
     count, g, p = cube.shape
     iou_off, gt_off, pred_off = uniform_offsets(count, g, p)
-    order = _order("match", None if s is None else s.reshape(-1), pred_off)
+    keys = _keys("match", None if s is None else s.reshape(-1), count * p)
     cutoffs = _validate.match_cutoffs(spec.thresholds, spec.compute)
     if spec.method == "optimal":
-        outputs = optimal_host(cube, order.reshape(count, p), flags, pvalid, cutoffs)
+        order = (np.argsort(-keys.reshape(count, p), axis=1, kind="stable") if keys.size
+                 else np.tile(np.arange(p, dtype=np.int64), (count, 1)))
+        outputs = optimal_host(cube, order, flags, pvalid, cutoffs)
     else:
-        outputs = _run(cube.reshape(-1), iou_off, gt_off, pred_off, order, flags.reshape(-1),
+        outputs = _run(cube.reshape(-1), iou_off, gt_off, pred_off, keys, flags.reshape(-1),
                        pvalid.reshape(-1), cutoffs)
     return result(np, outputs, gi, gv, pv, spec)
