@@ -1,0 +1,459 @@
+"""fastiou.coco.evaluate against pycocotools' COCOeval (the reference), bit for bit.
+
+Every dataset is evaluated by both; ``precision``, ``recall`` and ``scores`` must be equal
+element for element and the 12 stats equal to 1e-12. pycocotools gets deep copies (it adds keys
+to the dicts it is given) and its prints are silenced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import math
+
+import numpy as np
+import pytest
+
+from benchmarks import coco_data
+from fastiou import coco, rle
+
+pytest.importorskip("pycocotools")
+from pycocotools.coco import COCO  # noqa: E402
+from pycocotools.cocoeval import COCOeval  # noqa: E402
+
+
+def reference(gt, results, iou_type="bbox", params=None):
+    gt, results = copy.deepcopy(gt), copy.deepcopy(results)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        c = COCO()
+        c.dataset = gt
+        c.createIndex()
+        e = COCOeval(c, c.loadRes(results), iou_type)
+        for name, value in (params or {}).items():
+            setattr(e.params, name, np.asarray(value) if name in ("iouThrs", "recThrs") else value)
+        e.evaluate()
+        e.accumulate()
+        e.summarize()
+    e.printed = [line for line in out.getvalue().splitlines() if "Average" in line]
+    return e
+
+
+def assert_same(result, ref):
+    for name in ("precision", "recall", "scores"):
+        mine, theirs = getattr(result, name), ref.eval[name]
+        assert mine.shape == theirs.shape, name
+        assert mine.dtype == np.float64
+        bad = np.argwhere(mine != theirs)
+        assert bad.size == 0, f"{name} differs at {bad[:3].tolist()}"
+    np.testing.assert_allclose(result.stats, ref.stats, rtol=0, atol=1e-12)
+
+
+def compare(gt, results, iou_type="bbox", params=None):
+    result = coco.evaluate(gt, results, iou_type, params=params)
+    ref = reference(gt, results, iou_type, params)
+    assert_same(result, ref)
+    return result, ref
+
+
+# --------------------------------------------------------------------------------------------
+# Generated datasets
+
+
+@pytest.mark.parametrize("seed, categories", [(0, 80), (1, 80), (2, 10), (3, 5)])
+def test_generated_bbox(seed, categories):
+    gt, results = coco_data.make(seed, 40, categories=categories)
+    result, ref = compare(gt, results)
+    assert result.stats[0] > 0.1  # a dataset that exercises the matching
+
+
+@pytest.mark.parametrize("seed, categories", [(10, 80), (11, 8)])
+def test_generated_segm(seed, categories):
+    gt, results = coco_data.make(seed, 25, segm=True, categories=categories)
+    result, _ = compare(gt, results, "segm")
+    assert result.stats[0] > 0.1
+
+
+@pytest.mark.parametrize("params", [
+    {"useCats": 0},
+    {"maxDets": [1, 5, 20]},
+    {"maxDets": [100, 3, 10]},  # sorted, as COCOeval does
+    {"iouThrs": [0.3, 0.5, 0.75, 1.0]},
+    {"recThrs": [0.0, 0.25, 0.5, 0.51, 1.0]},
+    {"areaRng": [[0, 1e10], [0, 1024], [1024, 9216], [9216, 1e10], [500, 2000]],
+     "areaRngLbl": ["all", "small", "medium", "large", "mid"]},
+])
+def test_generated_params(params):
+    gt, results = coco_data.make(4, 30)
+    compare(gt, results, params=params)
+
+
+def test_generated_subsets():
+    gt, results = coco_data.make(5, 30)
+    img_ids = [im["id"] for im in gt["images"]][::3] + [10**9]  # an id without an image
+    cat_ids = [c["id"] for c in gt["categories"]][:20] + [999]  # a category only in the results
+    compare(gt, results, params={"imgIds": img_ids, "catIds": cat_ids})
+    compare(gt, results, params={"catIds": cat_ids[::-1], "useCats": 0})
+
+
+# --------------------------------------------------------------------------------------------
+# Hand-made edge cases
+
+
+def edge_case():
+    """Crowd regions, an image without ground truth, one without detections, a category without
+    ground truth, detections of a category the ground truth lacks, score ties, areas exactly on
+    32**2 and 96**2, an object with id 0, more detections than maxDets in one image."""
+    images = [{"id": i, "width": 200, "height": 160} for i in (3, 7, 9, 12)]
+    cats = [{"id": c, "name": n} for c, n in ((1, "cat"), (2, "dog"), (5, "never"))]
+    a = [
+        (0, 3, 1, [10, 10, 32, 32], 1024.0, 0),   # area exactly 32**2
+        (2, 3, 1, [50, 50, 96, 96], 9216.0, 0),   # exactly 96**2
+        (3, 3, 1, [0, 0, 150, 150], 20000.0, 1),  # crowd
+        (4, 3, 2, [100, 20, 40, 30], 1023.5, 0),
+        (5, 7, 1, [20, 20, 60, 60], 3000.0, 0),
+        (6, 7, 2, [22, 20, 60, 60], 3000.0, 0),
+        (8, 9, 2, [5, 5, 10, 10], 80.0, 0),        # image 9: no detections
+        (9, 7, 1, [20, 20, 61, 60], 3000.0, 0),    # equal-IoU neighbour of object 5
+    ]
+    anns = [{"id": i, "image_id": im, "category_id": c, "bbox": b, "area": ar, "iscrowd": cr}
+            for i, im, c, b, ar, cr in a]
+    res = [
+        (3, 1, [10, 10, 32, 32], 0.9), (3, 1, [11, 10, 32, 32], 0.9),
+        (3, 1, [60, 60, 20, 20], 0.5), (3, 1, [52, 50, 96, 96], 0.5), (3, 1, [5, 5, 50, 50], 0.4),
+        (3, 2, [100, 20, 40, 30], 0.8), (3, 2, [101, 20, 40, 30], 0.8),
+        (7, 1, [20, 20, 60, 60], 0.7), (7, 1, [21, 20, 60, 60], 0.7),
+        (7, 2, [20, 20, 60, 60], 0.7), (7, 999, [20, 20, 60, 60], 0.99),
+        (12, 1, [0, 0, 10, 10], 0.6), (12, 5, [0, 0, 10, 10], 0.6),
+        (3, 1, [0, 0, 32, 32], 0.3), (3, 1, [10, 10, 31.5, 32], 0.3),
+    ] + [(7, 2, [20 + k, 20, 60, 60], 0.2) for k in range(12)]  # image 7, dog: past maxDets 10
+    results = [{"image_id": im, "category_id": c, "bbox": b, "score": s} for im, c, b, s in res]
+    return {"images": images, "annotations": anns, "categories": cats}, results
+
+
+EDGE_PARAMS = [
+    None,
+    {"useCats": 0},
+    {"maxDets": [1, 2, 10]},
+    {"iouThrs": [0.5, 0.9, 1.0]},
+    {"areaRng": [[0, 1e10], [1024, 1024], [1024, 9216]], "areaRngLbl": ["all", "small", "big"]},
+    {"catIds": [1, 5], "imgIds": [3, 12]},
+]
+
+
+@pytest.mark.parametrize("params", EDGE_PARAMS)
+def test_edge_cases_bbox(params):
+    gt, results = edge_case()
+    compare(gt, results, params=params)
+
+
+def _square(x, y, s):
+    return [[x, y, x + s, y, x + s, y + s, x, y + s]]
+
+
+def _as_json_rle(m):
+    return {"size": m["size"], "counts": m["counts"].decode("ascii")}
+
+
+def segm_edge_case():
+    """Polygon, uncompressed-RLE and compressed-RLE ground truth; RLE results."""
+    gt, _ = edge_case()
+    for ann in gt["annotations"]:
+        x, y, w, h = ann["bbox"]
+        ann["segmentation"] = [[x, y, x + w, y, x + w, y + h * 0.7, x, y + h]]
+    mask = np.zeros((160, 200), dtype=bool)
+    mask[10:60, 30:70] = True
+    gt["annotations"][4]["segmentation"] = rle.encode(mask)  # compressed (bytes)
+    dense = rle.decode(rle.from_polygons(_square(50, 50, 96)[0], 160, 200))
+    counts = np.diff(np.flatnonzero(np.diff(np.r_[0, dense.T.reshape(-1), 2]) != 0), prepend=0)
+    gt["annotations"][1]["segmentation"] = {"size": [160, 200], "counts": [int(c) for c in counts]}
+    gt["annotations"][5]["segmentation"] = _square(22, 20, 30) + _square(40, 45, 30)  # 2 parts
+    results = []
+    rng = np.random.default_rng(3)
+    for k, (im, cat) in enumerate([(3, 1), (3, 1), (3, 2), (7, 1), (7, 1), (7, 2), (7, 999),
+                                   (12, 1), (3, 1)]):
+        x, y = (10, 10) if im == 3 else (20, 20)
+        s = 32 + int(rng.integers(0, 40))
+        poly = _square(x + k % 3, y, s)
+        results.append({"image_id": im, "category_id": cat, "score": [0.9, 0.9, 0.5][k % 3],
+                        "segmentation": _as_json_rle(rle.from_polygons(poly, 160, 200))})
+    return gt, results
+
+
+@pytest.mark.parametrize("params", [None, {"useCats": 0}, {"maxDets": [1, 2, 10]}])
+def test_edge_cases_segm(params):
+    gt, results = segm_edge_case()
+    compare(gt, results, "segm", params)
+
+
+def test_segm_results_with_boxes_take_the_box_area():
+    """loadRes: a first result with a bbox sends every result down the boxes route (area w * h);
+    a result without segmentation is then its box's polygon."""
+    gt, results = segm_edge_case()
+    for r in results:
+        r["bbox"] = [10.0, 10.0, 40.0, 40.0]
+    del results[2]["segmentation"]
+    compare(gt, results, "segm")
+
+
+def test_bbox_evaluation_of_mask_results():
+    """Results with masks only: for iou_type bbox, their boxes come from the masks (toBbox)."""
+    gt, results = segm_edge_case()
+    results[1]["bbox"] = [12.0, 10.0, 30.0, 30.0]  # kept where given
+    compare(gt, results, "bbox")
+
+
+def test_polygon_and_uncompressed_results_equal_their_rle():
+    """pycocotools only reads compressed RLE results; ours accepts the other forms too and
+    gives what the compressed equivalent gives."""
+    gt, results = segm_edge_case()
+    other = copy.deepcopy(results)
+    other[0]["segmentation"] = _square(10, 10, 40)
+    results[0]["segmentation"] = _as_json_rle(rle.from_polygons(_square(10, 10, 40), 160, 200))
+    runs = rle.decode(results[1]["segmentation"])
+    counts = np.diff(np.flatnonzero(np.diff(np.r_[0, runs.T.reshape(-1), 2]) != 0), prepend=0)
+    other[1]["segmentation"] = {"size": [160, 200], "counts": [int(c) for c in counts]}
+    mine = coco.evaluate(gt, other, "segm")
+    assert_same(mine, reference(gt, results, "segm"))
+
+
+def test_empty_results_warn_and_give_zero_or_minus_one():
+    gt, _ = edge_case()
+    with pytest.warns(UserWarning, match="results are empty"):
+        result = coco.evaluate(gt, [])
+    # pycocotools raises on []; one detection it never evaluates gives its algorithm's answer
+    ref = reference(gt, [{"image_id": 3, "category_id": 999, "bbox": [0, 0, 1, 1], "score": 1}])
+    assert_same(result, ref)
+    k = list(result.category_ids).index(5)  # no ground truth: -1
+    assert (result.precision[:, :, k] == -1).all()
+    assert (result.precision[:, :, list(result.category_ids).index(1), 0] == 0).all()
+
+
+def test_inputs_are_not_modified():
+    for iou_type, (gt, results) in (("bbox", edge_case()), ("segm", segm_edge_case())):
+        before = copy.deepcopy((gt, results))
+        coco.evaluate(gt, results, iou_type)
+        assert (gt, results) == before
+
+
+def test_every_backend_name_evaluates_on_the_host():
+    gt, results = edge_case()
+    ref = reference(gt, results)
+    for backend in ("numba", "jax", "cupy"):
+        assert_same(coco.evaluate(gt, results, backend=backend), ref)
+
+
+def test_files(tmp_path):
+    gt, results = edge_case()
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "res.json").write_text(json.dumps(results))
+    from_files = coco.evaluate(str(tmp_path / "gt.json"), tmp_path / "res.json")
+    assert_same(from_files, reference(gt, results))
+
+
+def test_summary_table_and_dict():
+    gt, results = coco_data.make(6, 20)
+    result, ref = compare(gt, results)
+    lines = result.table().splitlines()
+    assert lines[:12] == ref.printed
+    assert any(line.startswith(" class") for line in lines[12:])
+    d = result.to_dict()
+    json.dumps(d)
+    assert d["stats"]["AP"] == result.stats[0] and len(d["stats"]) == 12
+    # per-category AP is the mean of that category's precision (area all, largest maxDets)
+    for k, c in enumerate(result.category_ids):
+        s = ref.eval["precision"][:, :, k, 0, -1]
+        want = np.mean(s[s > -1]) if (s > -1).any() else -1.0
+        assert result.per_category_ap[int(c)] == want
+
+
+def test_matches_are_pycocotools_pairs():
+    gt, results = coco_data.make(7, 20)
+    result, ref = compare(gt, results)
+    pairs = result.matches(0.5)
+    got = set(zip((pairs["result_index"] + 1).tolist(), pairs["gt_id"].tolist()))
+    want = set()
+    for e in ref.evalImgs:  # area range 'all' comes first for each category
+        if e is None or e["aRng"] != ref.params.areaRng[0]:
+            continue
+        for d, g, ign in zip(e["dtIds"], e["dtMatches"][0], e["dtIgnore"][0]):
+            if g > 0 and not ign:
+                want.add((d, int(g)))
+    assert got == want and len(got) > 10
+    assert ((pairs["iou"] >= 0.5) & (pairs["iou"] <= 1)).all()
+    with pytest.raises(ValueError, match="iou_threshold"):
+        result.matches(0.51)
+
+
+def test_progress_callback_and_no_output(capsys):
+    gt, results = edge_case()
+    seen = []
+    coco.evaluate(gt, results, progress=lambda *args: seen.append(args))
+    assert [s for s, _, _ in seen] == list(coco.STAGES) and seen[-1][1:] == (4, 4)
+    assert capsys.readouterr() == ("", "")
+
+
+def test_progress_bar_on_stderr_only(capsys):
+    pytest.importorskip("tqdm")
+    gt, results = edge_case()
+    coco.evaluate(gt, results, progress=True)
+    assert capsys.readouterr().out == ""
+
+
+def test_short_max_dets_give_minus_one_where_pycocotools_raises():
+    gt, results = edge_case()
+    result = coco.evaluate(gt, results, params={"maxDets": [1, 10]})
+    ref = reference(gt, results, params={"maxDets": [1, 10, 99]})  # same arrays for m < 2
+    np.testing.assert_array_equal(result.precision, ref.eval["precision"][..., :2])
+    assert result.stats[1] == -1 and result.stats[8] == -1 and result.stats[6] == ref.stats[6]
+
+
+# --------------------------------------------------------------------------------------------
+# Bad input: a ValueError naming the function, the file or argument, the entry and the field
+
+
+def _bad_results():
+    good = {"image_id": 3, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5}
+    rows = [
+        ("unknown image", {"image_id": 4}, r"results\[1\] names the image id 4"),
+        ("short box", {"bbox": [1, 2, 3]}, r"results\[1\] 'bbox' must be 4 finite"),
+        ("NaN box", {"bbox": [1, 2, math.nan, 4]}, r"results\[1\] 'bbox' must be 4 finite"),
+        ("text box", {"bbox": [1, 2, "3", 4]}, r"results\[1\] 'bbox' must be 4 finite"),
+        ("no score", {"score": None}, r"results\[1\] has no 'score'"),
+        ("NaN score", {"score": math.nan}, r"results\[1\] 'score' must be a finite number"),
+        ("float image id", {"image_id": 3.0}, r"results\[1\] 'image_id' must be an integer"),
+    ]
+    out = []
+    for name, change, msg in rows:
+        bad = {**good, **change}
+        bad = {k: v for k, v in bad.items() if v is not None}
+        out.append(pytest.param([good, bad, good], "bbox", msg, id=name))
+    seg = {"image_id": 3, "category_id": 1, "score": 0.5,
+           "segmentation": _as_json_rle(rle.from_polygons(_square(3, 4, 20), 160, 200))}
+    for name, s, msg in [
+        ("bad RLE string", {"size": [160, 200], "counts": "!!"},
+         r"results\[1\] 'segmentation' has a character outside"),
+        ("RLE runs too long", {"size": [160, 200], "counts": [40000]},
+         r"results\[1\] 'segmentation' has a run length, or a running total of run lengths, past"),
+        ("RLE of another size", {"size": [10, 10], "counts": [100]},
+         r"results\[1\] 'segmentation' has the size \[10, 10\], its image has \[160, 200\]"),
+        ("bad polygon", [[1, 2, 3]], r"results\[1\] 'segmentation' must be a list of polygons"),
+        ("segmentation not a dict", 5, r"results\[1\] 'segmentation' must be polygons"),
+    ]:
+        out.append(pytest.param([seg, {**seg, "segmentation": s}], "segm", msg, id=name))
+    out.append(pytest.param([seg, {"image_id": 3, "category_id": 1, "score": 0.5}], "segm",
+                            r"results\[1\] has no 'segmentation'", id="no segmentation"))
+    out.append(pytest.param([good, [1, 2]], "bbox", r"results\[1\] must be a dict",
+                            id="not a dict"))
+    out.append(pytest.param({"a": 1}, "bbox", r"results must be a list", id="not a list"))
+    return out
+
+
+@pytest.mark.parametrize("results, iou_type, message", _bad_results())
+def test_bad_results(results, iou_type, message):
+    gt, _ = segm_edge_case()
+    with pytest.raises(ValueError, match=f"coco.evaluate: {message}"):
+        coco.evaluate(gt, results, iou_type)
+
+
+ANNS = r"gt\['annotations'\]"
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda g: g["annotations"][2].pop("area"), ANNS + r"\[2\] has no 'area'"),
+    (lambda g: g["annotations"][3].update(id=0), ANNS + r"\[3\] repeats the annotation id 0"),
+    (lambda g: g["annotations"][1].update(image_id=99), ANNS + r"\[1\] names the image id 99"),
+    (lambda g: g["annotations"][1].update(bbox=[1, 2]), ANNS + r"\[1\] 'bbox' must be 4 finite"),
+    (lambda g: g["images"][0].pop("id"), r"gt\['images'\]\[0\] has no 'id'"),
+])
+def test_bad_ground_truth(change, message):
+    gt, results = edge_case()
+    change(gt)
+    with pytest.raises(ValueError, match=f"coco.evaluate: {message}"):
+        coco.evaluate(gt, results)
+
+
+def test_bad_files_name_the_file(tmp_path):
+    gt, results = edge_case()
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    results[4]["bbox"] = [1, 2, 3]
+    (tmp_path / "res.json").write_text(json.dumps(results))
+    with pytest.raises(ValueError, match=r"results file '.*res.json'\[4\] 'bbox'"):
+        coco.evaluate(tmp_path / "gt.json", tmp_path / "res.json")
+    (tmp_path / "broken.json").write_text("[{")
+    with pytest.raises(ValueError, match=r"results file '.*broken.json' is not valid JSON"):
+        coco.evaluate(tmp_path / "gt.json", tmp_path / "broken.json")
+    with pytest.raises(ValueError, match=r"cannot read the gt file"):
+        coco.evaluate(tmp_path / "missing.json", results)
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"iou_type": "keypoints"}, ValueError, "iou_type must be one of"),
+    ({"backend": "tpu"}, ValueError, "backend must be one of"),
+    ({"params": {"iouThr": [0.5]}}, ValueError, r"params has unknown names \['iouThr'\]"),
+    ({"params": {"iouThrs": [0.5, 1.5]}}, ValueError, r"params\['iouThrs'\] must hold"),
+    ({"params": {"recThrs": [0.5, math.nan]}}, ValueError, r"params\['recThrs'\]"),
+    ({"params": {"maxDets": [1, -1]}}, ValueError, r"params\['maxDets'\]"),
+    ({"params": {"areaRng": [[0, 1]], "areaRngLbl": ["a", "b"]}}, ValueError,
+     r"params\['areaRngLbl'\] must have one label per"),
+    ({"params": {"useCats": 2}}, ValueError, r"params\['useCats'\]"),
+    ({"params": {"imgIds": [1.5]}}, ValueError, r"params\['imgIds'\]"),
+    ({"params": [("useCats", 0)]}, TypeError, "params must be a dict"),
+    ({"progress": "yes"}, TypeError, "progress must be"),
+])
+def test_bad_arguments(kwargs, error, message):
+    gt, results = edge_case()
+    with pytest.raises(error, match=f"coco.evaluate: {message}"):
+        coco.evaluate(gt, results, **kwargs)
+
+
+def test_merged_states_equal_one_evaluation():
+    """Disjoint image sets evaluated apart (and pickled), merged in any grouping: the same arrays
+    as one evaluation."""
+    import pickle
+
+    gt, results = coco_data.make(8, 30, categories=10)
+    ids = [im["id"] for im in gt["images"]]
+    parts = [coco.evaluate_images(gt, results, img_ids=ids[k::3]) for k in range(3)]
+    parts = [pickle.loads(pickle.dumps(s)) for s in parts]
+    merged = parts[2].merge(parts[0]).merge(parts[1]).compute()
+    assert_same(merged, reference(gt, results))
+    with pytest.raises(ValueError, match="overlap"):
+        parts[0].merge(parts[0])
+    other = coco.evaluate_images(gt, results, img_ids=ids[1::3], params={"maxDets": [1, 2, 3]})
+    with pytest.raises(ValueError, match="different"):
+        parts[0].merge(other)
+    with pytest.raises(ValueError, match="merged"):
+        merged.matches()
+
+
+def test_dask_local_cluster_gives_the_single_process_result():
+    """Image partitions evaluated in two worker processes, states merged: pycocotools' arrays."""
+    import logging
+    import warnings
+
+    distributed = pytest.importorskip("distributed")
+    gt, results = coco_data.make(9, 24, categories=10)
+    ids = [im["id"] for im in gt["images"]]
+
+    def part(img_ids):  # noqa: ANN001, ANN202  (pickled by value: defined in a function)
+        from fastiou import coco as c
+
+        return c.evaluate_images(gt, results, img_ids=img_ids)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                      host="127.0.0.1", dashboard_address=":0",
+                                      worker_dashboard_address=None,
+                                      silence_logs=logging.ERROR) as cluster, \
+                distributed.Client(cluster) as client:
+            states = client.gather(client.map(part, [ids[k::4] for k in range(4)], pure=False))
+            ran = client.run(lambda dask_worker: dask_worker.state.executed_count)
+    assert len(ran) == 2 and sum(ran.values()) >= 4
+    merged = states[0]
+    for s in states[1:]:
+        merged = merged.merge(s)
+    assert_same(merged.compute(), reference(gt, results))
