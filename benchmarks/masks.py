@@ -1,31 +1,55 @@
-"""Mask IoU benchmark: dense pairwise mask IoU and COCO RLE, every fastiou engine available here
-against the peers, in one run.
+"""Mask IoU benchmark, measured as users meet it: every workload in its own fresh process, fresh
+inputs for every timed call, the first call of the process reported apart from the median and p90
+of the repeats.
 
     python -m benchmarks.masks            # full run, JSON in benchmarks/results/masks.json
     python -m benchmarks.masks --quick    # smaller sizes, for a smoke test
+    python -m benchmarks.masks --check    # also exit 1 when a target below is missed
 
 Realistic masks: each a union of one to three ellipses and rectangles covering about 11% of the
 image; half of the second set are jittered copies (shifted a few pixels) of masks of the first.
 Workloads: dense pairwise 50 vs 50 masks of 480x640 and 200 vs 200 of 256x256; COCO-style RLE IoU
 of 100 detections against 20 ground truths at 480x640; RLE-encoding 120 masks of 480x640.
-Baselines in the same run: the NumPy float32-matmul formulation (what supervision does),
-supervision and pycocotools when installed. First-call time (compilation) is reported apart from
-the median of the repeats.
+
+Fresh inputs: each timed call gets its own arrays (the masks of the workload in a new random order,
+copied into new memory before any timing), never read since they were made, as when a model or a
+decoder has just produced them. The dense workloads also run in every order that changed the
+figures before: fastiou imported (with Numba) before or after the masks are allocated, and fastiou
+called before or after the baseline (whose float32 temporaries reshape the heap). The dense target
+must hold in each of them.
+
+Baselines in the same process: the NumPy float32-matmul formulation (what supervision does),
+supervision and pycocotools when installed; for packing, NumPy reading the same bytes
+(``np.bitwise_or.reduce`` over a uint64 view), a memory-bandwidth floor.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import statistics
+import subprocess
 import sys
+import time
 from typing import Any, Callable
 
 import numpy as np
 
-import fastiou
-from fastiou import rle
+from ._common import fmt_time, machine, print_table, write_json
 
-from ._common import cli, engine_variants, machine, timeit
-
-Impl = tuple[Callable[[], Any], Callable[[Any], Any]]
+# (name, full size, quick size) of each workload; each runs in its own process.
+DENSE = [(50, 480, 640), (200, 256, 256)]  # n = m masks of H x W
+DENSE_QUICK = [(20, 240, 320), (60, 128, 128)]
+# Import order x call order: every combination is a separate process.
+ORDERS = ("import first, fastiou first", "import first, baseline first",
+          "masks first, fastiou first", "masks first, baseline first")
+# (workload prefix, ours, theirs, target ratio theirs/ours, issue aim or None)
+TARGETS = [
+    ("dense", "fastiou mask_iou", "numpy float32 matmul", 15.0, 30.0),
+    ("RLE IoU", "fastiou rle.iou", "pycocotools iou", 2.0, None),
+    ("RLE encode", "fastiou rle.encode", "pycocotools encode + Fortran copy", 1.5, None),
+]
 
 
 def make_masks(n: int, m: int, height: int, width: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -65,6 +89,16 @@ def make_masks(n: int, m: int, height: int, width: int, seed: int = 0) -> tuple[
     return first, second
 
 
+def fresh_sets(masks: np.ndarray, count: int, seed: int) -> list[np.ndarray]:
+    """``count`` new arrays, each the masks in a new order (new memory, not read since)."""
+    return [masks[p] for p in orders_of(masks.shape[0], count, seed)]
+
+
+def orders_of(n: int, count: int, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.permutation(n) for _ in range(count)]
+
+
 # --- the NumPy baseline: float32 matmul over flattened masks (supervision's formulation) -------
 
 
@@ -90,139 +124,232 @@ def coco_layout(masks: np.ndarray) -> np.ndarray:
     return np.asfortranarray(masks.transpose(1, 2, 0).view(np.uint8))
 
 
-def _peers() -> dict[str, Any]:
-    peers: dict[str, Any] = {}
+def _pycocotools() -> Any:
     try:
         from pycocotools import mask as mask_utils
-
-        peers["pycocotools"] = mask_utils
     except ImportError:
-        pass
+        return None
+    return mask_utils
+
+
+def _supervision() -> Any:
     try:
         import supervision
-
-        peers["supervision"] = supervision
     except Exception:  # not installed, or broken by its own dependencies
-        pass
-    return peers
+        return None
+    return supervision
 
 
-def dense_implementations(a: np.ndarray, b: np.ndarray) -> dict[str, Impl]:
-    host = lambda r: r  # noqa: E731
-    impls: dict[str, Impl] = {"numpy float32 matmul": (lambda: numpy_mask_iou(a, b), host)}
-    impls["fastiou numba"] = (lambda: fastiou.mask_iou(a, b), host)
-    pa, pb = fastiou.pack_masks(a), fastiou.pack_masks(b)
-    impls["fastiou numba, packed once"] = (lambda: fastiou.mask_iou(pa, pb), host)
-    impls.update(engine_variants(fastiou.mask_iou, a, b))
-    peers = _peers()
-    if "supervision" in peers:
-        sv = peers["supervision"]
-        impls["supervision mask_iou_batch"] = (lambda: sv.mask_iou_batch(a, b), host)
-    if "pycocotools" in peers:
-        mu = peers["pycocotools"]
-        crowd = [0] * b.shape[0]
-        # Dense masks through pycocotools: its Fortran copy, encode, then RLE IoU (d = a, g = b).
-        impls["pycocotools encode + iou"] = (
-            lambda: mu.iou(mu.encode(coco_layout(a)), mu.encode(coco_layout(b)), crowd), host)
-    return impls
+def measure(call: Callable[..., Any], inputs: list[tuple[Any, ...]],
+            check: Callable[[Any], float] | None = None) -> dict[str, Any]:
+    """Time ``call(*args)`` once per entry of ``inputs`` (each used once): the first call alone,
+    then the median and p90 of the others. ``check`` turns the first result into an error."""
+    samples, err = [], 0.0
+    for k, args in enumerate(inputs):
+        t0 = time.perf_counter()
+        result = call(*args)
+        samples.append(time.perf_counter() - t0)
+        if k == 0 and check is not None:
+            err = check(result)
+        del result
+    rest = samples[1:] or samples
+    p90 = statistics.quantiles(rest, n=10, method="inclusive")[-1] if len(rest) > 1 else rest[0]
+    return {"first_call_s": samples[0], "median_s": statistics.median(rest), "p90_s": p90,
+            "repeats": len(rest), "max_abs_err": err}
 
 
-def run(quick: bool = False, repeats: int = 7) -> dict[str, Any]:
-    results: list[dict[str, Any]] = []
-    peers = _peers()
-    mu = peers.get("pycocotools")
+# --- one workload, in a child process ----------------------------------------------------------
 
-    def record(name: str, impl: str, t: dict[str, float], err: float, base: str, **extra: Any) -> None:
-        results.append({"workload": name, "impl": impl, "max_abs_err": err, "baseline": base,
-                        **extra, **t})
 
-    def finish_ratios(name: str, base: str) -> None:
-        ref = next((r for r in results if r["workload"] == name and r["impl"] == base), None)
-        for r in results:
-            if r["workload"] == name and ref:
-                r["speedup_vs_baseline"] = ref["median_s"] / r["median_s"]
+def _dense(name: str, size: tuple[int, int, int], order: str, repeats: int) -> list[dict[str, Any]]:
+    n, h, w = size
+    import_first = order.startswith("import first")
+    if import_first:
+        import fastiou  # noqa: F401  (Numba and the kernels loaded before the masks exist)
+    a0, b0 = make_masks(n, n, h, w, seed=h)
+    expected = reference_iou(a0, b0)
+    # Fresh pairs for every call of every implementation, all made before any timing.
+    slow_repeats = max(3, repeats // 3)  # the baseline takes ~100x longer
+    fast = list(zip(fresh_sets(a0, repeats + 1, 1), fresh_sets(b0, repeats + 1, 2)))
+    packing = list(zip(fresh_sets(a0, repeats + 1, 3), fresh_sets(b0, repeats + 1, 4)))
+    reading = list(zip(fresh_sets(a0, repeats + 1, 5), fresh_sets(b0, repeats + 1, 6)))
+    slow = list(zip(fresh_sets(a0, slow_repeats + 1, 7), fresh_sets(b0, slow_repeats + 1, 8)))
+    import fastiou
 
-    # Dense pairwise mask IoU.
-    for n, h, w, qn, qh, qw in ((50, 480, 640, 20, 240, 320), (200, 256, 256, 60, 128, 128)):
-        if quick:
-            n, h, w = qn, qh, qw
-        name = f"dense pairwise {n}x{n} masks of {h}x{w}"
-        a, b = make_masks(n, n, h, w, seed=h)
-        expected = reference_iou(a, b)
-        base = "numpy float32 matmul"
-        for impl, (call, finish) in dense_implementations(a, b).items():
-            value = np.asarray(finish(call()), dtype=np.float64)
-            err = float(np.abs(value - expected).max()) if value.size else 0.0
-            record(name, impl, timeit(call, repeats=repeats, sync=finish), err, base,
-                   n=n, m=n, fill=float(a.mean()))
-        finish_ratios(name, base)
+    def err_of(seed_a: int, seed_b: int) -> Callable[[Any], float]:
+        # The first pair is (a0, b0) in the orders drawn from these seeds.
+        ia, ib = orders_of(n, 1, seed_a)[0], orders_of(n, 1, seed_b)[0]
+        return lambda value: float(
+            np.abs(np.asarray(value, np.float64) - expected[np.ix_(ia, ib)]).max())
 
-    # COCO-style RLE IoU: 100 detections against 20 ground truths.
-    nd, ng, h, w = (40, 10, 240, 320) if quick else (100, 20, 480, 640)
-    name = f"RLE IoU {nd} dt x {ng} gt at {h}x{w}"
+    def read(a: np.ndarray, b: np.ndarray) -> Any:
+        return (np.bitwise_or.reduce(a.reshape(-1).view(np.uint64)),
+                np.bitwise_or.reduce(b.reshape(-1).view(np.uint64)))
+
+    impls = [
+        ("fastiou mask_iou", fastiou.mask_iou, fast, err_of(1, 2)),
+        ("fastiou pack_masks (both sets)",
+         lambda a, b: (fastiou.pack_masks(a), fastiou.pack_masks(b)), packing, None),
+        ("numpy reads both sets (bitwise_or.reduce)", read, reading, None),
+    ]
+    baseline = ("numpy float32 matmul", numpy_mask_iou, slow, err_of(7, 8))
+    impls = [baseline] + impls if order.endswith("baseline first") else impls + [baseline]
+    sv = _supervision()
+    if sv is not None:
+        impls.append(("supervision mask_iou_batch", sv.mask_iou_batch, slow, err_of(7, 8)))
+    rows = []
+    for impl, call, inputs, check in impls:
+        rows.append({"workload": name, "order": order, "impl": impl, "n": n, "m": n,
+                     "height": h, "width": w, "fill": float(a0.mean()),
+                     **measure(call, inputs, check)})
+    return rows
+
+
+def _rle_iou(name: str, size: tuple[int, int, int, int], repeats: int) -> list[dict[str, Any]]:
+    nd, ng, h, w = size
+    from fastiou import rle
+
     gt_masks, dt_masks = make_masks(ng, nd, h, w, seed=7)
-    dt, gt = rle.encode(dt_masks), rle.encode(gt_masks)
     crowd = [i % 5 == 0 for i in range(ng)]  # some crowd regions, as in COCO
-    expected = rle.iou(dt, gt, crowd)
-    base = "pycocotools iou" if mu is not None else "fastiou rle.iou (numba)"
-    impls: dict[str, Callable[[], Any]] = {"fastiou rle.iou (numba)": lambda: rle.iou(dt, gt, crowd)}
+    sets = [(rle.encode(d), rle.encode(g), crowd)
+            for d, g in zip(fresh_sets(dt_masks, repeats + 1, 1), [gt_masks] * (repeats + 1))]
+    expected = np.asarray(rle.iou(*sets[0]))
+    impls = [("fastiou rle.iou", rle.iou)]
+    mu = _pycocotools()
     if mu is not None:
-        impls["pycocotools iou"] = lambda: mu.iou(dt, gt, crowd)
-    for impl, call in impls.items():
-        err = float(np.abs(np.asarray(call()) - expected).max())
-        record(name, impl, timeit(call, repeats=repeats), err, base, n=nd, m=ng)
-    finish_ratios(name, base)
+        impls.append(("pycocotools iou", mu.iou))
+    return [{"workload": name, "impl": impl, "n": nd, "m": ng,
+             **measure(call, sets, lambda v: float(np.abs(np.asarray(v) - expected).max()))}
+            for impl, call in impls]
 
-    # RLE encoding from the natural (N, H, W) C layout.
-    n, h, w = (30, 240, 320) if quick else (120, 480, 640)
-    name = f"RLE encode {n} masks of {h}x{w}"
+
+def _rle_encode(name: str, size: tuple[int, int, int], repeats: int) -> list[dict[str, Any]]:
+    n, h, w = size
+    from fastiou import rle
+
     masks, _ = make_masks(n, 1, h, w, seed=11)
-    expected_counts = [r["counts"] for r in rle.encode(masks)]
-    base = "pycocotools encode + Fortran copy" if mu is not None else "fastiou rle.encode (numba)"
-    enc: dict[str, Callable[[], Any]] = {"fastiou rle.encode (numba)": lambda: rle.encode(masks)}
+    expected = [r["counts"] for r in rle.encode(masks)]
+    impls: list[tuple[str, Callable[..., Any], list[tuple[Any, ...]]]] = [
+        ("fastiou rle.encode", rle.encode, [(masks.copy(),) for _ in range(repeats + 1)])]
+    mu = _pycocotools()
     if mu is not None:
-        fortran = coco_layout(masks)
-        enc["pycocotools encode + Fortran copy"] = lambda: mu.encode(coco_layout(masks))
-        enc["pycocotools encode, Fortran input given"] = lambda: mu.encode(fortran)
-    for impl, call in enc.items():
-        same = [r["counts"] for r in call()] == expected_counts
-        record(name, impl, timeit(call, repeats=repeats), 0.0 if same else 1.0, base, n=n)
-    finish_ratios(name, base)
+        impls.append(("pycocotools encode + Fortran copy", lambda x: mu.encode(coco_layout(x)),
+                      [(masks.copy(),) for _ in range(repeats + 1)]))
+        impls.append(("pycocotools encode, Fortran input given", mu.encode,
+                      [(coco_layout(masks),) for _ in range(repeats + 1)]))
+    def check(value: Any) -> float:
+        return 0.0 if [r["counts"] for r in value] == expected else 1.0
+
+    return [{"workload": name, "impl": impl, "n": n, **measure(call, inputs, check)}
+            for impl, call, inputs in impls]
+
+
+def workloads(quick: bool) -> list[dict[str, Any]]:
+    """Each entry is one child process."""
+    out: list[dict[str, Any]] = []
+    for n, h, w in DENSE_QUICK if quick else DENSE:
+        out += [{"kind": "dense", "name": f"dense {n}x{n} @{h}x{w}", "size": (n, h, w),
+                 "order": o} for o in ORDERS]
+    nd, ng, h, w = (40, 10, 240, 320) if quick else (100, 20, 480, 640)
+    out.append({"kind": "rle_iou", "name": f"RLE IoU {nd} dt x {ng} gt @{h}x{w}",
+                "size": (nd, ng, h, w)})
+    n, h, w = (30, 240, 320) if quick else (120, 480, 640)
+    out.append({"kind": "rle_encode", "name": f"RLE encode {n} masks @{h}x{w}", "size": (n, h, w)})
+    return out
+
+
+def child(spec: dict[str, Any], repeats: int) -> list[dict[str, Any]]:
+    if spec["kind"] == "dense":
+        return _dense(spec["name"], tuple(spec["size"]), spec["order"], repeats)
+    if spec["kind"] == "rle_iou":
+        return _rle_iou(spec["name"], tuple(spec["size"]), repeats)
+    return _rle_encode(spec["name"], tuple(spec["size"]), repeats)
+
+
+# --- the parent: one process per workload, the table, the targets -----------------------------
+
+
+def run(quick: bool = False, repeats: int = 9) -> dict[str, Any]:
+    results: list[dict[str, Any]] = []
+    for spec in workloads(quick):
+        label = spec["name"] + (f" ({spec['order']})" if "order" in spec else "")
+        print(f"running {label} ...", file=sys.stderr, flush=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "benchmarks.masks", "--child", json.dumps(spec),
+             "--repeats", str(repeats)],
+            capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)) or ".",
+        )
+        if proc.returncode:
+            raise RuntimeError(f"{label} failed:\n{proc.stderr[-3000:]}")
+        results += json.loads(proc.stdout.strip().splitlines()[-1])
+    for r in results:  # ratio to the baseline of the same process
+        base = next((b for b in results if b["workload"] == r["workload"]
+                     and b.get("order") == r.get("order") and b["impl"] in _baselines()), None)
+        if base is not None:
+            r["baseline"] = base["impl"]
+            r["speedup_vs_baseline"] = base["median_s"] / r["median_s"]
+    import fastiou
 
     return {"benchmark": "masks", "quick": quick, "machine": machine(),
+            "load_average": os.getloadavg()[0],
             "engines": {k: v._asdict() for k, v in fastiou.available_backends().items()},
             "results": results}
 
 
-def targets(payload: dict[str, Any]) -> list[str]:
-    """The issue's targets for the Numba engine, checked on this run's figures."""
-    by = {(r["workload"], r["impl"]): r for r in payload["results"]}
-    quick = payload["quick"]
-    checks = [
-        (f"dense pairwise {'20x20 masks of 240x320' if quick else '50x50 masks of 480x640'}",
-         "fastiou numba", "numpy float32 matmul", 15.0),
-        (f"dense pairwise {'60x60 masks of 128x128' if quick else '200x200 masks of 256x256'}",
-         "fastiou numba", "numpy float32 matmul", 15.0),
-        (f"RLE IoU {'40 dt x 10 gt at 240x320' if quick else '100 dt x 20 gt at 480x640'}",
-         "fastiou rle.iou (numba)", "pycocotools iou", 2.0),
-        (f"RLE encode {'30 masks of 240x320' if quick else '120 masks of 480x640'}",
-         "fastiou rle.encode (numba)", "pycocotools encode + Fortran copy", 1.5),
-    ]
+def _baselines() -> set[str]:
+    return {t[2] for t in TARGETS}
+
+
+def targets(payload: dict[str, Any]) -> list[tuple[str, bool]]:
+    """(line, met) for every target of the issue, per workload and call order."""
     lines = []
-    for workload, ours, theirs, goal in checks:
-        a, b = by.get((workload, ours)), by.get((workload, theirs))
-        if a and b:
-            ratio = b["median_s"] / a["median_s"]
-            lines.append(f"{workload}: {ours} {ratio:.1f}x {theirs} (target >= {goal:g}x): "
-                         f"{'met' if ratio >= goal else 'NOT met'}")
+    rows = payload["results"]
+    for prefix, ours, theirs, goal, aim in TARGETS:
+        for r in rows:
+            if not (r["workload"].startswith(prefix) and r["impl"] == ours):
+                continue
+            base = next((b for b in rows if b["workload"] == r["workload"]
+                         and b.get("order") == r.get("order") and b["impl"] == theirs), None)
+            if base is None:
+                continue
+            ratio = base["median_s"] / r["median_s"]
+            where = r["workload"] + (f" [{r['order']}]" if r.get("order") else "")
+            lines.append((f"{where}: {ours} {fmt_time(r['median_s'])} vs {theirs} "
+                          f"{fmt_time(base['median_s'])}: {ratio:.1f}x (target >= {goal:g}x"
+                          f"{f', aim {aim:g}x' if aim else ''}): "
+                          f"{'met' if ratio >= goal else 'NOT met'}", ratio >= goal))
     return lines
 
 
 def main(argv: list[str] | None = None) -> int:
-    return cli("masks", __doc__, run, targets,
-               [("speedup", "vs baseline"), ("baseline", "baseline"), ("err", "max |err|")],
-               lambda r: {"speedup": f"{r.get('speedup_vs_baseline', float('nan')):.1f}x",
-                          "err": f"{r['max_abs_err']:.1e}"}, argv)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
+    parser.add_argument("--check", action="store_true",
+                        help="exit 1 when a target of the issue is missed")
+    parser.add_argument("--repeats", type=int, default=9, help="timed calls after the first")
+    parser.add_argument("--json", help="where to write the results (default benchmarks/results)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(json.loads(args.child), max(2, args.repeats))))
+        return 0
+    payload = run(quick=args.quick, repeats=max(2, args.repeats))
+    rows = [{**r, "where": r["workload"] + (f" [{r['order']}]" if r.get("order") else ""),
+             "median": fmt_time(r["median_s"]), "p90": fmt_time(r["p90_s"]),
+             "first": fmt_time(r["first_call_s"]),
+             "speedup": (f"{r['speedup_vs_baseline']:.1f}x" if "speedup_vs_baseline" in r else ""),
+             "err": f"{r['max_abs_err']:.1e}"} for r in payload["results"]]
+    print(f"machine: {payload['machine']}, load average: {payload['load_average']:.2f}")
+    print_table(rows, [("where", "workload [order]"), ("impl", "implementation"),
+                       ("median", "median"), ("p90", "p90"), ("first", "first call"),
+                       ("speedup", "vs baseline"), ("err", "max |err|")])
+    checks = targets(payload)
+    for line, _ in checks:
+        print(line)
+    path = write_json("masks" + ("-quick" if args.quick else ""), payload, args.json)
+    print(f"results: {path}")
+    return 1 if args.check and not all(met for _, met in checks) else 0
+
 
 if __name__ == "__main__":
     sys.exit(main())
