@@ -30,7 +30,13 @@ Differences, where pycocotools fails or is ill-defined
 ------------------------------------------------------
 - An empty results list (pycocotools raises): the result for no detections (AP and AR 0 where a
   category has ground truth, -1 where it has none), with a warning.
-- Polygon and uncompressed-RLE results are accepted (rasterized as the ground truth is).
+- Polygon and uncompressed-RLE results are accepted (rasterized as the ground truth is), and
+  dense per-image masks (see :func:`evaluate`).
+- Polygons follow ``frPyObjects``: a list whose first polygon has exactly 4 numbers is a list of
+  boxes ``[x, y, w, h]``, each rasterized as the polygon of its box and then merged (the route
+  pycocotools takes for an array; pycocotools 2.0.11 raises TypeError for such a list, and we
+  take the box meaning); a flat list of 4 numbers is one box. After the first polygon, a list
+  of fewer than 3 points is empty, and an odd last number is dropped, as in pycocotools.
 - ``iscrowd`` may be missing from a ground-truth annotation (then 0).
 - Fewer than 3 ``maxDets``: the summary numbers that name a missing one are -1 (pycocotools
   raises IndexError). ``iouThrs`` of 0 match only IoU > 0.
@@ -256,7 +262,7 @@ def _polygon_runs(segms: list[Any], where: list[int], img_pos: np.ndarray, image
     every polygon, a merge for the objects of several."""
     from . import rle
 
-    expected = "a list of polygons, each a flat list of at least 3 finite (x, y) pairs"
+    expected = "a list of polygons, the first a flat list of at least 3 finite (x, y) pairs"
     parts: list[np.ndarray] = []
     owner: list[int] = []
     for j, i in enumerate(where):
@@ -265,16 +271,32 @@ def _polygon_runs(segms: list[Any], where: list[int], img_pos: np.ndarray, image
             polys = [polys]  # one flat polygon, as rle.from_polygons takes it
         if not polys:
             raise ValueError(f"{FUNC}: {label}[{i}] 'segmentation' must be {expected}, got []")
-        for poly in polys:
+        boxes = isinstance(polys[0], (list, tuple)) and len(polys[0]) == 4
+        for k, poly in enumerate(polys):
             try:
                 xy = np.asarray(poly) if isinstance(poly, (list, tuple)) else None
             except (TypeError, ValueError):
                 xy = None
-            if (xy is None or xy.ndim != 1 or xy.dtype.kind not in "iuf" or xy.size < 6
-                    or xy.size % 2 or not (np.abs(xy) <= rle.MAX_COORDINATE).all()):
-                raise ValueError(f"{FUNC}: {label}[{i}] 'segmentation' must be {expected} "
+            # frPyObjects: the first list sets the kind (4 numbers: every list is a box
+            # [x, y, w, h]; more: polygons, an odd last number dropped); later polygons of
+            # fewer than 3 points are empty.
+            least = 4 if boxes else (5 if k == 0 else 0)
+            if (xy is None or xy.ndim != 1 or (xy.dtype.kind not in "iuf" and xy.size)
+                    or xy.size < least or (boxes and xy.size != 4)
+                    or not (np.abs(xy) <= rle.MAX_COORDINATE).all()):
+                what = ("a list of boxes, each 4 finite numbers [x, y, w, h]" if boxes
+                        else expected)
+                raise ValueError(f"{FUNC}: {label}[{i}] 'segmentation' must be {what} "
                                  f"(coordinates within +-2**53), got {_short(segms[i])}")
             xy = xy.astype(np.float64)
+            if boxes:
+                xy = np.asarray(_box_polygon(xy)[0])
+            elif xy.size < 6:  # empty, but every object keeps a part: an empty triangle
+                if k + 1 < len(polys) or any(o == j for o in owner[-1:]):
+                    continue
+                xy = np.zeros(6)
+            elif xy.size % 2:
+                xy = xy[:-1]
             parts.append(xy.reshape(-1, 2))
             owner.append(j)
     own = np.asarray(owner, dtype=np.int64)
@@ -440,6 +462,65 @@ def _segmentations(entries: list[dict], label: str) -> list[Any]:
     return [e["segmentation"] for e in entries]
 
 
+def _is_dense(data: Any) -> bool:
+    """Dense masks from a model: ``{image_id: {"masks", "scores", "labels"}}`` or a list of
+    ``{"image_id", "masks", "scores", "labels"}``."""
+    if isinstance(data, dict):
+        return bool(data) and all(_is_int(k) for k in data)
+    return (isinstance(data, (list, tuple)) and len(data) > 0 and isinstance(data[0], dict)
+            and "masks" in data[0])
+
+
+def _host(value: Any) -> np.ndarray:
+    """A NumPy, CuPy or JAX array (or anything np.asarray takes) on the host."""
+    module = type(value).__module__.split(".")[0]
+    if module == "cupy":
+        return value.get()  # an explicit device -> host copy
+    return np.asarray(value)
+
+
+def _dense_results(data: Any, label: str) -> tuple[list[dict], str]:
+    """COCO result dicts (compressed RLE, ``fastiou.rle.encode``) of per-image dense masks, in
+    image order then mask order; the label says how the entries are numbered."""
+    from . import rle
+
+    if isinstance(data, dict):
+        items = [(k, v, f"{label}[{k!r}]") for k, v in data.items()]
+    else:
+        items = []
+        for i, v in enumerate(data):
+            if not isinstance(v, dict) or "image_id" not in v:
+                raise ValueError(f"{FUNC}: {label}[{i}] must be a dict with 'image_id', 'masks', "
+                                 f"'scores' and 'labels', got {_short(v)}")
+            items.append((v["image_id"], v, f"{label}[{i}]"))
+    out: list[dict] = []
+    for image_id, entry, name in items:
+        if not _is_int(image_id):
+            raise ValueError(f"{FUNC}: {name} 'image_id' must be an integer, got "
+                             f"{_short(image_id)}")
+        if not isinstance(entry, dict) or not {"masks", "scores", "labels"} <= set(entry):
+            raise ValueError(f"{FUNC}: {name} must be a dict with 'masks' (N, H, W), 'scores' "
+                             f"(N,) and 'labels' (N,), got {_short(entry)}")
+        masks, scores, labels = (_host(entry[k]) for k in ("masks", "scores", "labels"))
+        if masks.ndim != 3 or masks.dtype.kind not in "biu":
+            raise ValueError(f"{FUNC}: {name} 'masks' must be a bool or integer (N, H, W) array, "
+                             f"got shape {masks.shape} and dtype {masks.dtype}")
+        n = masks.shape[0]
+        if scores.shape != (n,) or scores.dtype.kind not in "iuf" or not np.isfinite(
+                scores).all():
+            raise ValueError(f"{FUNC}: {name} 'scores' must be {n} finite numbers (one per "
+                             f"mask), got shape {scores.shape} and dtype {scores.dtype}")
+        if labels.shape != (n,) or labels.dtype.kind not in "iu":
+            raise ValueError(f"{FUNC}: {name} 'labels' must be {n} integer category ids (one "
+                             f"per mask), got shape {labels.shape} and dtype {labels.dtype}")
+        if n == 0:
+            continue
+        for rle_dict, score, cat in zip(rle.encode(masks), scores.tolist(), labels.tolist()):
+            out.append({"image_id": int(image_id), "category_id": int(cat),
+                        "score": float(score), "segmentation": rle_dict})
+    return out, f"{label} (dense masks, numbered in image then mask order)"
+
+
 def _read_results(data: Any, label: str, images: _Images, iou_type: str) -> _Objects:
     anns = _entries(data, label)
     n = len(anns)
@@ -570,6 +651,8 @@ class _Pairs(NamedTuple):
     category_id: np.ndarray
     result_index: np.ndarray
     score: np.ndarray
+    gt_crowd: np.ndarray  # (G,) bool, group order
+    gt_image: np.ndarray  # (G,) image id, group order
 
 
 class COCOState:
@@ -664,6 +747,19 @@ class COCOEvalResult:
         AP @[.5:.95] of each category (area 'all', largest maxDets), -1 where undefined.
     params : dict
         The parameters used, by pycocotools' names.
+    object_report : fastiou.evaluation.EvaluationReport or None
+        The per-object IoU report of :func:`fastiou.evaluate` at IoU 0.5, read from this
+        evaluation's own matching at the threshold 0.5 (area range 0, 'all' by default; the
+        largest maxDets): each non-crowd ground-truth object of the evaluated images and
+        categories has the IoU of its matched result (0 if missed); ``mean_iou`` over all of
+        them, its ``grade`` ('excellent' > 0.95, 'good' > 0.7, else 'poor'; 'undefined', with a
+        warning, without objects) and ``counts`` per grade. Results matched to crowd regions
+        are ignored (not counted as predictions). ``per_object`` holds ``image`` (image id),
+        ``gt_id`` (annotation id), ``pred_index`` (position in the results list, -1 if missed),
+        ``iou`` and ``grade``, ordered by image id then file order; ``per_image['image']`` holds
+        image ids. None when 0.5 is not one of ``iouThrs``, or for merged states.
+    mean_iou, grade : float, str
+        ``object_report.mean_iou`` and ``.grade`` (NaN and 'undefined' without a report).
     """
 
     def __init__(self, *, stats: np.ndarray, precision: np.ndarray, recall: np.ndarray,
@@ -689,6 +785,10 @@ class COCOEvalResult:
         for k, c in enumerate(self.category_ids.tolist()):
             s = precision[:, :, k, a, -1] if precision.shape[3] else np.zeros(0)
             self.per_category_ap[c] = float(np.mean(s[s > -1])) if (s > -1).any() else -1.0
+        self.object_report = _object_report(pairs, params)
+        r = self.object_report
+        self.mean_iou = r.mean_iou if r is not None else math.nan
+        self.grade = r.grade if r is not None else "undefined"
 
     def matches(self, iou_threshold: float | None = None) -> dict[str, np.ndarray]:
         """The matched (ground truth, result) pairs at one IoU threshold (default: the first of
@@ -731,9 +831,23 @@ class COCOEvalResult:
                          f" = {value:0.3f}")
         return lines
 
+    def _report_line(self) -> str | None:
+        r = self.object_report
+        if r is None:
+            return None
+        md = self._p.max_dets[-1]
+        mean = "n/a" if math.isnan(r.mean_iou) else f"{r.mean_iou:0.3f}"
+        c = r.counts
+        return (f" {'Mean IoU per object':<23} @[ IoU=0.50      | area={self._p.area_lbl[0]:>6s} | "
+                f"maxDets={md:>3d} ] = {mean} {r.grade} (excellent {c['excellent']}, good "
+                f"{c['good']}, poor {c['poor']}, missed {c['missed']})")
+
     def table(self) -> str:
-        """The 12 lines of ``COCOeval.summarize()``, then AP @[.5:.95] per category."""
+        """The 12 lines of ``COCOeval.summarize()``, a line of the per-object IoU report (mean
+        IoU at 0.5 and its grade, when there is one), then AP @[.5:.95] per category."""
         lines = self._summary_lines()
+        if self._report_line() is not None:
+            lines.append(self._report_line())
         if self._p.use_cats and self.per_category_ap:
             width = max(8, *(len(self._names.get(c, str(c))) for c in self.per_category_ap))
             lines += ["", f" {'category':<{width}}  {'id':>6}  AP"]
@@ -751,11 +865,49 @@ class COCOEvalResult:
             "per_category_ap": {str(c): v for c, v in self.per_category_ap.items()},
             "category_names": {str(c): self._names.get(c, str(c)) for c in self.per_category_ap},
             "params": self.params,
+            "object_report": None if self.object_report is None else {
+                k: v for k, v in self.object_report.to_dict().items()
+                if k not in ("per_image", "per_object")},
         }
 
     def __repr__(self) -> str:
         return (f"COCOEvalResult(iou_type={self.iou_type!r}, AP={self.stats[0]:.4f}, "
                 f"AP50={self.stats[1]:.4f}, AR100={self.stats[8]:.4f})")
+
+
+def _object_report(q: _Pairs | None, p: _Params) -> Any:
+    """fastiou.evaluate's report at IoU 0.5 from the matching at the threshold 0.5."""
+    from .evaluation import EvaluationReport, _Matches
+
+    at = np.flatnonzero(p.iou_thrs == 0.5)
+    if q is None or at.size == 0:
+        return None
+    t = int(at[0])
+    matched = q.gt[t] >= 0
+    keep = np.flatnonzero(matched & ~q.ignored[t])
+    group = np.repeat(np.arange(q.d_counts.shape[0]), q.d_counts)[keep]
+    gpos = q.gt[t][keep]
+    where = (q.iou_off[group] + (gpos - q.g_off[group]) * q.d_counts[group]
+             + keep - q.d_off[group])
+    n_g = q.gt_index.shape[0]
+    iou = np.zeros(n_g)
+    iou[gpos] = q.values[where]
+    pred = np.full(n_g, -1, dtype=np.int64)
+    pred[gpos] = q.result_index[keep]
+    objects = np.flatnonzero(~q.gt_crowd)
+    objects = objects[np.lexsort((q.gt_index[objects], q.gt_image[objects]))]
+    n_img = p.img_ids.shape[0]
+    counted = ~(matched & q.ignored[t])  # results on crowd regions are neither TP nor FP
+    num_gt = np.bincount(_positions(q.gt_image[objects], p.img_ids), minlength=n_img)
+    num_pred = np.bincount(_positions(q.image_id[counted], p.img_ids), minlength=n_img)
+    report = EvaluationReport(
+        _Matches(num_gt.astype(np.int64), num_pred.astype(np.int64), pred[objects],
+                 iou[objects]), iou_threshold=0.5, method="greedy", grades=(0.95, 0.7),
+        func=FUNC)
+    report.per_object["image"] = q.gt_image[objects]
+    report.per_object["gt_id"] = q.gt_ids[q.gt_index[objects]]
+    report.per_image["image"] = p.img_ids.copy()
+    return report
 
 
 def _summary_rows(p: _Params, stats: np.ndarray) -> list[tuple[bool, Any, str, Any, float]]:
@@ -830,9 +982,17 @@ def evaluate(gt: Any, results: Any, iou_type: str = "bbox", *, params: dict | No
         A COCO annotation dict (``images``, ``annotations``, ``categories``) or its JSON file.
         ``iou_type="segm"`` needs the images' ``height`` and ``width`` and the annotations'
         ``segmentation`` (polygons, uncompressed or compressed RLE).
-    results : list of dict or path
+    results : list of dict, path, or dense masks
         COCO results: ``image_id``, ``category_id``, ``score`` and ``bbox`` ``[x, y, w, h]``
-        and/or ``segmentation``, as ``COCO.loadRes`` reads them (see the module notes).
+        and/or ``segmentation``, as ``COCO.loadRes`` reads them (see the module notes). Or dense
+        masks straight from a model: a dict ``{image_id: {"masks": (N, H, W), "scores": (N,),
+        "labels": (N,)}}`` or a list of dicts ``{"image_id", "masks", "scores", "labels"}``,
+        masks bool or integer (non-zero is foreground) of the image's size, labels category ids.
+        They are encoded with :func:`fastiou.rle.encode` (what ``pycocotools.mask.encode``
+        gives) and evaluated as those RLE results, in image then mask order (that order numbers
+        ``result_index``). NumPy arrays are read as they are; CuPy arrays are copied to the host
+        (``.get()``) and JAX arrays with ``np.asarray`` before encoding: the mask IoU of dense
+        masks runs on the host, not on the GPU.
     iou_type : "bbox" or "segm"
     params : dict, optional
         pycocotools' Params names: ``iouThrs`` (T,), ``recThrs`` (R,), ``maxDets`` (M,),
@@ -887,6 +1047,8 @@ def _evaluate_state(gt: Any, results: Any, iou_type: str, params: dict | None,
         raise ValueError(f"{FUNC}: backend must be one of {BACKENDS}, got {backend!r}")
     gt_data, gt_label = _load(gt, "gt")
     res_data, res_label = _load(results, "results")
+    if _is_dense(res_data):
+        res_data, res_label = _dense_results(res_data, res_label)
     g, images, names, cat_ids = _read_gt(gt_data, gt_label, iou_type)
     p = _read_params(params, images, cat_ids)
     d = _read_results(res_data, res_label, images, iou_type)
@@ -987,7 +1149,8 @@ def _state(g: _Objects, d: _Objects, images: _Images, p: _Params, iou_type: str,
     npig = np.stack([np.bincount(k_of_g[g_keep[a]], minlength=num_k) for a in range(num_a)],
                     axis=1).reshape(num_k, num_a).astype(np.int64)
     pairs = _Pairs(values, iou_off, g_off, d_off, dcu, pairs_gt, pairs_ign, gi, g.ids,
-                   images.ids[d.image[di]], d.category[di], di, score)
+                   images.ids[d.image[di]], d.category[di], di, score, crowd,
+                   images.ids[g.image[gi]])
     return COCOState(params=p, iou_type=iou_type, names=names, category=k_of_d[acc],
                      image=p.img_ids[d_img[acc]], rank=rank[acc], score=score[acc], state=state,
                      npig=npig, pairs=pairs)

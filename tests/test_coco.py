@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from benchmarks import coco_data
+from conftest import needs_gpu
 from fastiou import coco, rle
 
 pytest.importorskip("pycocotools")
@@ -219,6 +220,49 @@ def test_polygon_and_uncompressed_results_equal_their_rle():
     assert_same(mine, reference(gt, results, "segm"))
 
 
+def test_short_later_polygons_and_odd_lengths_as_pycocotools():
+    """frPyObjects: after the first polygon, lists of fewer than 3 points are empty and an odd
+    last number is dropped; pycocotools accepts these, and so must we, identically."""
+    gt, results = segm_edge_case()
+    anns = gt["annotations"]
+    anns[0]["segmentation"] = anns[0]["segmentation"] + [[2, 3, 10, 5]]
+    anns[2]["segmentation"] = anns[2]["segmentation"] + [[1, 2], []]
+    anns[3]["segmentation"] = [anns[3]["segmentation"][0] + [7.5]] + [[1, 2, 3, 4, 5]]
+    anns[6]["segmentation"] = [[1, 2, 30, 4, 5]]  # 2 points: an empty mask
+    anns[7]["segmentation"] = [[1, 2, 30, 4, 5], [1, 2], anns[7]["segmentation"][0]]
+    compare(gt, results, "segm")
+
+
+def _pycocotools_box_route(segm, h, w):
+    from pycocotools import mask as mask_utils
+
+    m = mask_utils.merge(mask_utils.frPyObjects(np.asarray(segm, dtype=np.float64), h, w))
+    return _as_json_rle(m)
+
+
+def test_polygons_of_four_numbers_are_boxes():
+    """frPyObjects reads a list whose first polygon has 4 numbers as boxes [x, y, w, h]
+    (pycocotools 2.0.11 then fails on a list, it takes only an array): ours gives what its box
+    route gives for the same numbers, in ground truth and in results."""
+    gt, results = segm_edge_case()
+    for r in results:
+        r["bbox"] = [10.0, 10.0, 40.0, 40.0]
+    ours_gt, ours_res = copy.deepcopy(gt), copy.deepcopy(results)
+    boxes = {0: [[5.5, 7.25, 40.0, 30.5]], 2: [[10, 12, 30, 44], [30, 40, 20.5, 9]]}
+    for i, segm in boxes.items():
+        ours_gt["annotations"][i]["segmentation"] = segm
+        gt["annotations"][i]["segmentation"] = _pycocotools_box_route(segm, 160, 200)
+    ours_res[1]["segmentation"] = [[12.5, 9.0, 35.0, 41.0]]
+    results[1]["segmentation"] = _pycocotools_box_route([[12.5, 9.0, 35.0, 41.0]], 160, 200)
+    ours_res[4]["segmentation"] = [20.0, 20.0, 44.0, 30.0]  # a flat list of 4: one box
+    results[4]["segmentation"] = _pycocotools_box_route([[20.0, 20.0, 44.0, 30.0]], 160, 200)
+    assert_same(coco.evaluate(ours_gt, ours_res, "segm"), reference(gt, results, "segm"))
+    ours_gt["annotations"][2]["segmentation"] = [[10, 12, 30, 44], [1, 2, 3, 4, 5, 6]]
+    with pytest.raises(ValueError, match=r"\['annotations'\]\[2\] 'segmentation' must be a list "
+                       "of boxes"):
+        coco.evaluate(ours_gt, ours_res, "segm")
+
+
 def test_empty_results_warn_and_give_zero_or_minus_one():
     gt, _ = edge_case()
     with pytest.warns(UserWarning, match="results are empty"):
@@ -285,6 +329,154 @@ def test_matches_are_pycocotools_pairs():
     assert ((pairs["iou"] >= 0.5) & (pairs["iou"] <= 1)).all()
     with pytest.raises(ValueError, match="iou_threshold"):
         result.matches(0.51)
+
+
+def _reference_object_report(ref):
+    """Per-object IoU at 0.5 from pycocotools: evalImgs' gtMatches at t = 0 (area 'all', the
+    largest maxDets) and computeIoU's values; non-crowd objects, missed ones 0."""
+    assert ref.params.iouThrs[0] == 0.5
+    ious = {}
+    for e in ref.evalImgs:
+        if e is None or e["aRng"] != ref.params.areaRng[0]:
+            continue
+        key = (e["image_id"], e["category_id"])
+        block = ref.ious[key]
+        columns = {g["id"]: j for j, g in enumerate(ref._gts[key])}
+        for gid, m, ign in zip(e["gtIds"], e["gtMatches"][0], e["gtIgnore"]):
+            if ign:
+                continue
+            ious[gid] = 0.0
+            if m > 0:
+                ious[gid] = float(block[e["dtIds"].index(int(m)), columns[gid]])
+    return ious
+
+
+def test_object_report_from_pycocotools_matches():
+    gt, results = coco_data.make(8, 30, categories=12)
+    result, ref = compare(gt, results)
+    want = _reference_object_report(ref)
+    r = result.object_report
+    got = dict(zip(r.per_object["gt_id"].tolist(), r.per_object["iou"].tolist()))
+    assert got.keys() == want.keys() and len(got) > 50
+    for gid, v in want.items():
+        assert got[gid] == v, gid
+    values = np.array(list(want.values()))
+    assert result.mean_iou == pytest.approx(values.mean(), rel=1e-12, abs=0)
+    expect_grade = ("excellent" if values.mean() > 0.95 else "good" if values.mean() > 0.7
+                    else "poor")
+    assert result.grade == r.grade == expect_grade
+    matched = np.array([gid for gid in want if want[gid] > 0])
+    assert r.num_matched == matched.size
+    assert r.counts["excellent"] == int((values > 0.95).sum())
+    assert r.counts["good"] == int(((values > 0.7) & (values <= 0.95)).sum())
+    assert r.counts["missed"] == len(values) - matched.size
+    # the pairs of matches(0.5) are the same objects
+    assert sorted(result.matches(0.5)["gt_id"].tolist()) == sorted(matched.tolist())
+    line = result.table().splitlines()[12]
+    assert line.startswith(" Mean IoU per object") and r.grade in line
+    d = result.to_dict()["object_report"]
+    json.dumps(d)
+    assert d["mean_iou"] == result.mean_iou and d["counts"] == r.counts
+
+
+def test_object_report_segm_and_without_threshold_half():
+    gt, results = segm_edge_case()
+    result, ref = compare(gt, results, "segm")
+    want = _reference_object_report(ref)
+    got = dict(zip(result.object_report.per_object["gt_id"].tolist(),
+                   result.object_report.per_object["iou"].tolist()))
+    assert got == want
+    other = coco.evaluate(gt, results, "segm", params={"iouThrs": [0.75]})
+    assert other.object_report is None and other.grade == "undefined"
+    assert len(other.table().splitlines()) >= 12 and other.to_dict()["object_report"] is None
+
+
+def _dense_case(seed=12, images=12):
+    """Per-image dense masks (NumPy) and the same masks as pycocotools-encoded COCO results."""
+    from pycocotools import mask as mask_utils
+
+    gt, results = coco_data.make(seed, images, segm=True, categories=6)
+    size = {im["id"]: (im["height"], im["width"]) for im in gt["images"]}
+    rng = np.random.default_rng(seed)
+    dense, coco_results = {}, []
+    for im in gt["images"]:
+        rs = [r for r in results if r["image_id"] == im["id"]]
+        h, w = size[im["id"]]
+        masks = np.zeros((len(rs), h, w), dtype=np.uint8 if im["id"] % 2 else bool)
+        for k, r in enumerate(rs):
+            masks[k] = rle.decode(r["segmentation"])
+        scores = np.array([r["score"] for r in rs], dtype=np.float64)
+        labels = np.array([r["category_id"] for r in rs], dtype=np.int64)
+        if len(rs) > 1 and rng.random() < 0.5:
+            scores[1] = scores[0]  # a tie, kept in mask order
+        dense[im["id"]] = {"masks": masks, "scores": scores, "labels": labels}
+        fortran = np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8))  # (H, W, N)
+        for m, s, c in zip(mask_utils.encode(fortran) if len(rs) else [],
+                           scores.tolist(), labels.tolist()):
+            coco_results.append({"image_id": im["id"], "category_id": c, "score": s,
+                                 "segmentation": _as_json_rle(m)})
+    return gt, dense, coco_results
+
+
+def test_dense_numpy_masks_equal_their_pycocotools_encoding():
+    gt, dense, coco_results = _dense_case()
+    assert len(coco_results) > 20
+    before = copy.deepcopy(dense)
+    ref = reference(gt, coco_results, "segm")
+    for form in (dense, [{"image_id": k, **v} for k, v in dense.items()]):
+        result = coco.evaluate(gt, form, "segm")
+        assert_same(result, ref)
+        assert result.stats[0] > 0.1
+        mine = coco.evaluate(gt, coco_results, "segm").matches(0.5)
+        for key, value in result.matches(0.5).items():
+            np.testing.assert_array_equal(value, mine[key])
+    for k, v in dense.items():  # not modified
+        for name in v:
+            np.testing.assert_array_equal(v[name], before[k][name])
+    assert_same(coco.evaluate(gt, dense, "bbox"), reference(gt, coco_results, "bbox"))
+
+
+def test_dense_jax_masks_are_read_on_the_host():
+    jnp = pytest.importorskip("jax.numpy")
+    gt, dense, coco_results = _dense_case(14, 6)
+    on_jax = {k: {name: jnp.asarray(a) for name, a in v.items()} for k, v in dense.items()}
+    # without x64, JAX holds the scores as float32: the reference gets the same values
+    scores = np.concatenate([np.asarray(v["scores"], dtype=np.float64) for v in on_jax.values()])
+    for r, score in zip(coco_results, scores.tolist()):
+        r["score"] = score
+    assert_same(coco.evaluate(gt, on_jax, "segm"), reference(gt, coco_results, "segm"))
+
+
+@needs_gpu
+def test_dense_cupy_masks_are_copied_to_the_host():
+    import cupy
+
+    gt, dense, coco_results = _dense_case(15, 6)
+    on_gpu = {k: {name: cupy.asarray(a) for name, a in v.items()} for k, v in dense.items()}
+    assert_same(coco.evaluate(gt, on_gpu, "segm"), reference(gt, coco_results, "segm"))
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d, k: d[k].update(masks=np.zeros((2, 3))), r"results\[{k}\] 'masks' must be a bool or "
+     r"integer \(N, H, W\) array, got shape \(2, 3\)"),
+    (lambda d, k: d[k].update(masks=d[k]["masks"].astype(np.float32)), "'masks' must be a bool"),
+    (lambda d, k: d[k].update(scores=d[k]["scores"][:1]),
+     r"results\[{k}\] 'scores' must be 2 finite"),
+    (lambda d, k: d[k].update(labels=d[k]["labels"].astype(float)), r"'labels' must be 2 int"),
+    (lambda d, k: d[k].pop("labels"), r"results\[{k}\] must be a dict with 'masks'"),
+    (lambda d, k: d.update({999: d[k]}), "names the image id 999"),
+])
+def test_bad_dense_masks(change, message):
+    gt, dense, _ = _dense_case(13, 4)
+    k = next(iter(dense))
+    dense[k]["masks"] = np.zeros((2, *dense[k]["masks"].shape[1:]), dtype=bool)
+    dense[k]["scores"] = np.array([0.5, 0.4])
+    dense[k]["labels"] = np.array([1, 2])
+    change(dense, k)
+    with pytest.raises(ValueError, match=message.format(k=k)):
+        coco.evaluate(gt, dense, "segm")
+    with pytest.raises(ValueError, match=r"results\[0\] must be a dict with 'image_id'"):
+        coco.evaluate(gt, [{"masks": dense[k]["masks"]}], "segm")
 
 
 def test_progress_callback_and_no_output(capsys):
