@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 import fastiou
 import reference
-from fastiou import _validate
+from fastiou import _formats, _validate
 
 # --------------------------------------------------------------------------------------------
 # The reference
@@ -207,6 +207,49 @@ def test_segmented_box_iou(engine, dims, fmt, dtype):
                                atol=1e-6 if out == np.float32 else 1e-13)
 
 
+def extreme_boxes(rng: np.random.Generator, k: int, dims: int, dtype,  # noqa: ANN001
+                  engine) -> np.ndarray:  # noqa: ANN001
+    """Finite corner boxes whose areas overflow or underflow in ``dtype`` as ``engine`` holds it
+    (JAX without x64: float32): per box, unit, huge (beyond ``scale_limits``) or tiny (extents
+    below its inverse) integer multiples, with some boxes huge or tiny along some axes only;
+    boxes of one scale overlap often."""
+    held = engine.asarray(np.zeros(0, dtype)).dtype
+    big, tiny = (float(v) for v in _formats.scale_limits(np.dtype(held), dims))
+    s = np.repeat(rng.choice([1.0, 8 * big, tiny / 8], size=(k, 1)), dims, axis=1)
+    s[rng.random(k) < 0.3, 0] = 1.0
+    lo = rng.integers(0, 4, (k, dims)) * s
+    hi = lo + rng.integers(1, 5, (k, dims)) * s
+    return np.concatenate([lo, hi], axis=1).astype(dtype)
+
+
+EXTREME_CASES = [(2, np.float32), (2, np.float64), (3, np.float32), (3, np.float64)]
+
+
+@pytest.mark.parametrize(("dims", "dtype"), EXTREME_CASES)
+def test_segmented_box_iou_is_box_iou_for_extreme_boxes(engine, dims, dtype):
+    """Pairs with a box beyond the scale limits take box_iou's exact path in every block: the
+    same value bit for bit, not the plain formula's overflow or underflow."""
+    rng = np.random.default_rng(dims * 100 + np.dtype(dtype).itemsize)
+    o1, o2 = segments(rng, 6)
+    b1 = extreme_boxes(rng, o1[-1], dims, dtype, engine)
+    b2 = extreme_boxes(rng, o2[-1], dims, dtype, engine)
+    b1[-1], b2[-1] = np.r_[[0] * dims, [10] * dims], np.r_[[0] * dims, [1e20] * dims]
+    with engine.context():
+        values, blocks = fastiou.segmented_box_iou(engine.asarray(b1), engine.asarray(b2), o1, o2,
+                                                   backend=engine.backend)
+        values = engine.to_numpy(values)
+        expected = [engine.to_numpy(fastiou.box_iou(engine.asarray(b1[o1[s]:o1[s + 1]]),
+                                                    engine.asarray(b2[o2[s]:o2[s + 1]]),
+                                                    backend=engine.backend))
+                    for s in range(len(o1) - 1)]
+    for s, block in enumerate(expected):
+        assert values.dtype == block.dtype
+        np.testing.assert_array_equal(values[blocks[s]:blocks[s + 1]].reshape(block.shape), block)
+    everything = np.concatenate([e.reshape(-1) for e in expected])
+    assert np.isfinite(everything).all()
+    assert ((everything > 0) & (everything < 1)).any()  # overlaps of extreme boxes, not only 0/1
+
+
 def test_segmented_mask_iou(engine):
     rng = np.random.default_rng(3)
     o1, o2 = segments(rng, 8)
@@ -362,6 +405,43 @@ def test_boxes_match_without_blocks_as_with_them(dims, fmt, dtype):
                                                   scores=np.concatenate(scores), thresholds=t)
         np.testing.assert_array_equal(report.per_object["pred_index"], to_pred[0])
         np.testing.assert_array_equal(report.per_object["iou"], matched[0].astype(np.float64))
+
+
+@pytest.mark.parametrize(("dims", "dtype"), EXTREME_CASES)
+def test_evaluate_extreme_boxes_as_box_iou_blocks(engine, dims, dtype):
+    """evaluate (the fused pass on Numba) matches extreme boxes by box_iou's values: the same
+    matches and per-object IoUs as matching each image's box_iou block."""
+    from fastiou.backends.numba_cpu.matching import greedy_segmented
+
+    rng = np.random.default_rng(dims * 10 + np.dtype(dtype).itemsize)
+    gt, pred, scores = [], [], []
+    for g, p in [(3, 5), (0, 2), (6, 9), (1, 1), (4, 6)]:
+        base = extreme_boxes(rng, g, dims, dtype, engine)
+        extra = extreme_boxes(rng, p, dims, dtype, engine)
+        if g and p:
+            extra[: p // 2] = base[rng.integers(0, g, p // 2)]
+        gt.append(base)
+        pred.append(extra)
+        scores.append(rng.random(p))
+    gt[3][0], pred[3][0] = np.r_[[0] * dims, [10] * dims], np.r_[[0] * dims, [1e20] * dims]
+    with engine.context():
+        blocks = [engine.to_numpy(fastiou.box_iou(engine.asarray(g), engine.asarray(p),
+                                                  backend=engine.backend))
+                  for g, p in zip(gt, pred)]
+        reports = {t: fastiou.evaluate(on(engine, gt), on(engine, pred),
+                                       scores=on(engine, scores), iou_threshold=t,
+                                       backend=engine.backend)
+                   for t in (0.0, 0.3, 0.7)}
+    off1 = np.r_[0, np.cumsum([g.shape[0] for g in gt])]
+    off2 = np.r_[0, np.cumsum([p.shape[0] for p in pred])]
+    starts = np.r_[0, np.cumsum([b.size for b in blocks])]
+    for t, report in reports.items():
+        _, to_pred, _, matched = greedy_segmented(
+            np.concatenate([b.reshape(-1) for b in blocks]), starts[:-1], off1, off2,
+            scores=np.concatenate(scores), thresholds=t)
+        np.testing.assert_array_equal(report.per_object["pred_index"], to_pred[0])
+        np.testing.assert_array_equal(report.per_object["iou"], matched[0].astype(np.float64))
+    assert (reports[0.3].per_object["pred_index"] >= 0).any()
 
 
 def test_masks_against_the_reference(engine):

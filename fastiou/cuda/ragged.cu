@@ -4,8 +4,9 @@
 // out[start[s]..start[s+1]). One thread (boxes) or one warp (masks) per output element, which
 // finds its segment by a binary search in start: blocks of every size are balanced alike. The host
 // has checked the offsets (monotone, within the arrays, total below 2**62); indices are 64-bit.
-// The per-pair formulas are those of boxes.cu (IOU) and masks.cu (MASK_IOU), from the same
-// headers, so that every engine's value is the same.
+// The per-pair formulas are those of boxes.cu (IOU, through pair_value: pairs with an extreme box
+// are computed by box_scaled) and masks.cu (MASK_IOU), from the same headers, so that every
+// engine's value is the same.
 #include "box_ops.cuh"
 #include "mask_ops.cuh"
 
@@ -43,8 +44,9 @@ __global__ void box_ragged(const T* __restrict__ b1, const T* __restrict__ b2,
   for (long long k = grid_start_x(); k < total; k += grid_stride_x()) {
     long long i, j;
     segment_pair(off1, off2, start, segments, k, i, j);
+    const T* p = b1 + i * 2 * D;
     out[k] = static_cast<O>(
-        box_value<T, IOU, D>(load_box<T, D>(b1 + i * 2 * D), load_box<T, D>(b2 + j * 2 * D), zd));
+        pair_value<T, IOU, D>(load_box<T, D>(p), p, extreme<T, D>(p), b2 + j * 2 * D, zd));
   }
 }
 

@@ -17,7 +17,7 @@ import numpy as np
 from jax import lax
 
 from ... import _formats
-from .boxes import _formula
+from .boxes import _value
 from .masks import _ratio
 
 _INT32_MAX = 2**31 - 1
@@ -53,7 +53,9 @@ def _device_offsets(func: str, off1: np.ndarray, off2: np.ndarray,
 def _box_pairs(c1, c2, off1, off2, start, zd, *, padded, compute, out):
     i, j = _pairs(off1, off2, start, padded)
     a, b = c1.astype(compute)[i], c2.astype(compute)[j]
-    return _formula(a, b, "iou", jnp.asarray(zd, compute)).astype(out)
+    # box_iou's own value: the plain formula, and the scaled one for pairs with an extreme box.
+    limits = _formats.scale_limits(compute, a.shape[-1] // 2)
+    return _value(a, b, "iou", jnp.asarray(zd, compute), limits).astype(out)
 
 
 def box_iou(b1: Any, b2: Any, off1: np.ndarray, off2: np.ndarray, start: np.ndarray, *,

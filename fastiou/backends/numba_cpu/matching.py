@@ -23,8 +23,8 @@ from .._matching_arrays import (
     CROWD, IGNORED, VALID, batch_inputs, gt_flags, result, uniform_offsets,
 )
 from . import kernel, serial_and_parallel, variant
-from .boxes import _iou2, _iou3, _load2, _load3
-from .ragged import _columns
+from .boxes import _IOU, _iou2, _iou3, _load2, _load3, _scaled
+from .ragged import columns, consts as box_consts
 
 PARALLEL_FROM = 64  # images per call from which waking the threads pays
 
@@ -56,7 +56,7 @@ def _block_value(iou, consts, row, p0, q):
 
 def _box_row_template(cols, consts, at, g0, npred, j):
     """Object ``g0 + j``'s box (corners and area), from the columns ``cols`` (objects,
-    predictions) of ``ragged._columns``."""
+    predictions) of ``ragged.columns``."""
     return load(cols[0], g0 + j)  # noqa: F821
 
 
@@ -69,6 +69,31 @@ def _box_value_template(cols, consts, box, p0, q):
 _BOX_ENTRY = {
     d: (kernel()(variant(_box_row_template, f"_box_row{d}", load=load)),
         kernel()(variant(_box_value_template, f"_box_value{d}", load=load, pair=pair)))
+    for d, load, pair in ((2, _load2, _iou2), (3, _load3, _iou3))
+}
+
+
+def _box_row_extreme_template(src, consts, at, g0, npred, j):
+    """As :func:`_box_row_template`, with the object's flat index: ``src`` is (columns of the
+    objects, of the predictions, their flat corners, their extreme flags)."""
+    return load(src[0], g0 + j), np.int64(g0 + j)  # noqa: F821
+
+
+def _box_value_extreme_template(src, consts, row, p0, q):
+    """As :func:`_box_value_template`, and by ``boxes._scaled`` for a pair with an extreme box
+    (the value of ``box_iou`` there)."""
+    box, i = row
+    j = np.int64(p0 + q)  # signed: _scaled's index arithmetic stays integral
+    if src[4][i] or src[5][j]:
+        return _scaled(src[2], i, src[3], j, dims, _IOU, consts)  # noqa: F821
+    return pair(box, load(src[1], j), (consts[0], consts[1], consts[2]))  # noqa: F821
+
+
+# Used for the calls with an extreme box only, so that the common path keeps its vectorized loop.
+_BOX_ENTRY_EXTREME = {
+    d: (kernel()(variant(_box_row_extreme_template, f"_box_row_extreme{d}", load=load)),
+        kernel()(variant(_box_value_extreme_template, f"_box_value_extreme{d}", load=load,
+                         pair=pair, dims=d)))
     for d, load, pair in ((2, _load2, _iou2), (3, _load3, _iou3))
 }
 
@@ -240,6 +265,12 @@ _GREEDY_BOXES = {
     )
     for d, (row, value) in _BOX_ENTRY.items()
 }
+_GREEDY_BOXES_EXTREME = {
+    d: serial_and_parallel(
+        variant(_greedy_template, f"_greedy_boxes_extreme{d}", iou_row=row, iou_at=value)
+    )
+    for d, (row, value) in _BOX_ENTRY_EXTREME.items()
+}
 
 
 def _pick(pair: tuple[Any, Any], images: int) -> Any:
@@ -302,16 +333,24 @@ def greedy_boxes(
     Returns what :func:`greedy_segmented` returns for the blocks of
     ``ragged.box_iou(c1, c2, off1, off2, ...)``, with every object valid and regular: each IoU
     is computed by the same pair function, when needed (a prediction's values twice: to count
-    its candidates, then to list them), and never stored."""
+    its candidates, then to list them), and never stored; a pair with an extreme box (see
+    ``ragged.box_iou``) by ``boxes._scaled``, in a build of the kernel used only when the call
+    has such a box."""
     total_g, total_p = int(off1[-1]), int(off2[-1])
     images = off1.shape[0] - 1
     keys = _keys("evaluate", scores, total_p)
     cutoffs = _validate.match_cutoffs(np.asarray(thresholds, dtype=np.float64), c1.dtype)
     outputs = _outputs(cutoffs.shape[0], total_g, total_p, c1.dtype)
     if images:
-        consts = np.array([zero_division, 0, 1], dtype=c1.dtype)
-        _pick(_GREEDY_BOXES[dims], images)(
-            (_columns(c1, dims), _columns(c2, dims)), consts, np.zeros(images, dtype=np.int64),
+        consts = box_consts(c1.dtype, dims, zero_division)
+        (a, x1), (b, x2) = columns(c1, dims, consts), columns(c2, dims, consts)
+        src = (a, b)
+        kernels = _GREEDY_BOXES[dims]
+        if x1.any() or x2.any():
+            src += (c1.reshape(-1), c2.reshape(-1), x1, x2)
+            kernels = _GREEDY_BOXES_EXTREME[dims]
+        _pick(kernels, images)(
+            src, consts, np.zeros(images, dtype=np.int64),
             off1, off2, keys,
             np.full(total_g, VALID, dtype=np.uint8), np.ones(total_p, dtype=bool), cutoffs,
             *_scratch(off1, total_p, c1.dtype), *outputs,

@@ -5,17 +5,21 @@ of the second and writes its block, row-major, at ``out[start[b]:]``. The host h
 the offsets are monotone and within the arrays and that every block fits in ``out``, so the loops
 index only within validated bounds. One thread per segment (``prange``): a dataset has thousands.
 Boxes are laid out as columns (corners, then area), as in the pairwise kernel of ``boxes.py``, so
-that the inner loop over a segment's second set vectorizes.
+that the inner loop over a segment's second set vectorizes. As in ``boxes.py``, the pairs with an
+extreme box (``_formats.scale_limits``) are then computed again by its ``_scaled``, so that every
+block holds exactly what ``box_iou`` gives.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numba
 import numpy as np
 
-from .boxes import _clamp0, _columns3, _iou2, _iou3, _load2, _load3
+from ... import _formats
+from .boxes import _EXTREME_ROWS, _IOU, _iou2, _iou3, _load2, _load3, _row2, _row3, _scaled
 from .masks import _count, _value
 from . import kernel, serial_and_parallel, variant
 
@@ -54,26 +58,55 @@ _BOXES = {
 }
 
 
-@kernel()
-def _columns2(b, cols):  # corners (K, 4) -> x1 y1 x2 y2 area (and an unused row: _load2 reads 6)
-    for k in range(b.shape[0]):
-        x1, y1, x2, y2 = b[k, 0], b[k, 1], b[k, 2], b[k, 3]
-        cols[0, k], cols[1, k], cols[2, k], cols[3, k] = x1, y1, x2, y2
-        cols[4, k] = _clamp0(x2 - x1) * _clamp0(y2 - y1)
-        cols[5, k] = x1 - x1
+_MASKS = serial_and_parallel(_masks_template)
 
 
-_COLUMNS = {2: (_columns2, 6), 3: (_columns3, 7)}
+def consts(dtype: Any, dims: int, zero_division: float) -> np.ndarray:
+    """``k`` of the pair formulas and of ``boxes._scaled``, as ``boxes.box_pair`` makes it."""
+    big, tiny = _formats.scale_limits(dtype, dims)
+    return np.array([zero_division, 4 / math.pi**2, 1, big, tiny, 1 / 8, 1 / 16], dtype=dtype)
 
 
-def _columns(c: np.ndarray, dims: int) -> np.ndarray:
+def _columns_template(f, consts, cols, flags):  # f flat (K * 2d,) corners
+    """Columns ``cols (R, K)`` (corners, area, and for 2D an unused row: ``_load2`` reads 6)
+    and ``flags (K,)``: whether each box is extreme, in the same pass over the boxes."""
+    k = (consts[0], consts[1], consts[2], consts[3], consts[4])
+    for i in range(np.uint64(flags.shape[0])):  # unsigned: no negative-index checks
+        p = row(f, i)  # noqa: F821
+        for r in range(rows):  # noqa: F821 (a constant: the copy is unrolled)
+            cols[r, i] = p[r]
+        flags[i] = extreme(f, i, k)  # noqa: F821
+
+
+_COLUMNS = {
+    d: (kernel()(variant(_columns_template, f"_columns_flags{d}", row=row,
+                         extreme=_EXTREME_ROWS[d], rows=rows)), rows)
+    for d, row, rows in ((2, _row2, 6), (3, _row3, 7))
+}
+
+
+def columns(c: np.ndarray, dims: int, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Corner boxes ``c (K, 2d)`` (contiguous, compute dtype) -> their columns ``(R, K)`` and
+    whether each is extreme (``boxes``' test), ``k`` from :func:`consts`."""
     fill, rows = _COLUMNS[dims]
     cols = np.empty((rows, c.shape[0]), dtype=c.dtype)
-    fill(c, cols)
-    return cols
+    flags = np.empty(c.shape[0], dtype=np.bool_)
+    fill(c.reshape(-1), k, cols, flags)
+    return cols, flags
 
 
-_MASKS = serial_and_parallel(_masks_template)
+@kernel(parallel=True)
+def _rescale(f1, f2, dims, k, x1, x2, off1, off2, start, out):
+    """Recompute by ``_scaled`` the pairs of the blocks with an extreme box (``x1``, ``x2``
+    flags of the flat corners ``f1``, ``f2``)."""
+    for b in numba.prange(start.shape[0] - 1):
+        g0, g1, p0, p1 = off1[b], off1[b + 1], off2[b], off2[b + 1]
+        width = p1 - p0
+        for i in range(g0, g1):
+            at = start[b] + (i - g0) * width - p0
+            for j in range(p0, p1):
+                if x1[i] or x2[j]:
+                    out[at + j] = _scaled(f1, i, f2, j, dims, _IOU, k)
 
 
 def box_iou(c1: np.ndarray, c2: np.ndarray, off1: np.ndarray, off2: np.ndarray,
@@ -83,9 +116,12 @@ def box_iou(c1: np.ndarray, c2: np.ndarray, off1: np.ndarray, off2: np.ndarray,
     flat ``(total,)`` values."""
     out = np.empty(int(start[-1]), dtype=out_dtype)
     if out.size:
-        consts = np.array([zero_division, 0, 1], dtype=c1.dtype)
+        k = consts(c1.dtype, dims, zero_division)
         fn = _BOXES[dims][out.size >= PARALLEL_PAIRS]
-        fn(_columns(c1, dims), _columns(c2, dims), off1, off2, start, consts, out)
+        (a, x1), (b, x2) = columns(c1, dims, k), columns(c2, dims, k)
+        fn(a, b, off1, off2, start, k, out)
+        if x1.any() or x2.any():
+            _rescale(c1.reshape(-1), c2.reshape(-1), dims, k, x1, x2, off1, off2, start, out)
     return out
 
 
