@@ -5,7 +5,7 @@ compiled calls, whatever the number of images: the objects of every image are co
 *segmented* kernel computes only the pairs within an image (the ``G_i x P_i`` blocks, one after
 another); the greedy matching then runs over all the blocks in one call as well. Dense masks are
 packed to bits one image at a time (each image arrives as its own array), then the IoU of every
-image of one mask size is one call; COCO RLE is the exception (one ``rle.iou`` per image).
+image of one mask size is one call; COCO RLE is read in one call and its IoU is one call too.
 
 Where the data lives
 --------------------
@@ -20,7 +20,8 @@ Where the data lives
   in one transfer. The IoU blocks (the ``G_i x P_i`` values of each image, never the masks) are
   copied to the host for the compiled greedy matching. :func:`evaluate_step` is the jit-able
   form for padded batches (e.g. inside a jitted validation step); its result stays on the device.
-- COCO RLE (lists of dicts): host-side, one ``rle.iou`` per image, on the runs.
+- COCO RLE (lists of dicts): host-side, on the runs: the RLEs of every image are read at once,
+  then one segmented call computes every image's blocks (the engine's COCO ``rle_blocks``).
 
 The report holds NumPy arrays (it is ``O(objects)``); it has ``table()`` and ``to_dict()``.
 The library never prints.
@@ -553,18 +554,54 @@ def _mask_blocks(func: str, data: _Images, blocks: np.ndarray) -> Any:
 
 
 def _rle_blocks(func: str, data: _Images, blocks: np.ndarray) -> np.ndarray:
+    """The IoU blocks of COCO RLE images (ground truth in rows, as ``rle.iou(pred, gt).T``): the
+    RLEs of every image are read (checked) in one call and the IoU of the images with pairs is one
+    segmented call (the COCO engine's ``rle_blocks``, pycocotools' ``rleIou``, no crowd). An
+    unreadable RLE, or a size that differs within an image with pairs, is explained by ``rle.iou``
+    on the images in order, so the message names the first such image."""
     from . import rle
+    from .coco import _Masks, _select
 
-    out = np.empty(int(blocks[-1]), dtype=np.float64)
-    for i, (g, p) in enumerate(zip(data.gt, data.pred)):
-        if blocks[i + 1] == blocks[i]:
-            continue
-        try:
-            value = rle.iou(p, g)
-        except ValueError as exc:
-            raise ValueError(f"{func}: image {i}: {exc}") from None
-        out[blocks[i]:blocks[i + 1]] = value.T.reshape(-1)
-    return out
+    images = len(data.gt)
+    items = [r for i in range(images) for r in data.pred[i]]
+    n_pred = len(items)
+    items += [r for i in range(images) for r in data.gt[i]]
+    used_flag = blocks[1:] > blocks[:-1]
+    used = np.flatnonzero(used_flag)
+    num_pred, num_gt = data.num_pred[used], data.num_gt[used]
+    pred_idx = np.flatnonzero(np.repeat(used_flag, data.num_pred))
+    gt_idx = n_pred + np.flatnonzero(np.repeat(used_flag, data.num_gt))
+    try:
+        runs = rle._parse("rle.iou", "rle", items) if items else None
+    except (ValueError, TypeError):
+        runs = False
+    if runs is not None and runs is not False and used.shape[0]:
+        # every size of an image with pairs as its first prediction's (each such image has one)
+        first = runs.sizes[pred_idx[_offsets(num_pred)[:-1]]]
+        want = np.concatenate([np.repeat(first, num_pred, axis=0),
+                               np.repeat(first, num_gt, axis=0)])
+        if (runs.sizes[np.concatenate([pred_idx, gt_idx])] != want).any():
+            runs = False
+    if runs is False:
+        for i in range(images):
+            try:
+                rle.iou(data.pred[i], data.gt[i])
+            except ValueError as exc:
+                raise ValueError(f"{func}: image {i}: {exc}") from None
+        raise AssertionError(f"{func}: an RLE was refused, but no image's rle.iou refuses it")
+    if used.shape[0] == 0:
+        return np.zeros(int(blocks[-1]), dtype=np.float64)
+    engine = data.engine.rle
+    heights = np.ascontiguousarray(runs.sizes[:, 0])
+    starts, ends, bounds = engine.intervals(runs.counts, runs.offsets)
+    masks = _Masks(starts, ends, bounds[:-1], bounds[1:], engine.areas(runs.counts, runs.offsets),
+                   engine.bboxes(runs.counts, runs.offsets, heights))
+    pred_off = _offsets(num_pred)
+    return data.engine.coco.rle_blocks(
+        _select(masks, pred_idx), _select(masks, gt_idx),
+        np.zeros(gt_idx.shape[0], dtype=np.bool_),
+        np.ascontiguousarray(heights[pred_idx[pred_off[:-1]]]), _offsets(num_gt), pred_off,
+        np.ascontiguousarray(blocks[used]), int(blocks[-1]))
 
 
 def _match(func: str, data: _Images, values: Any, off1: np.ndarray, off2: np.ndarray,

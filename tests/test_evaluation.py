@@ -463,6 +463,65 @@ def test_rle_matches_dense_masks():
     check_report(report, ref, 1e-12)  # RLE IoU is float64
 
 
+def test_rle_blocks_are_one_call_and_equal_rle_iou():
+    """RLE blocks come from one segmented call: equal bit for bit to rle.iou per image, with
+    empty images, empty masks, images without ground truth or without predictions."""
+    from fastiou import evaluation
+
+    rng = np.random.default_rng(31)
+    gt, pred, scores = [], [], []
+    for i in range(40):
+        h, w = (17, 23) if i % 3 else (30, 12)
+        kind = i % 5  # 0: empty image, 1: no predictions, 2: no gt, else both
+        ng = 0 if kind in (0, 2) else int(rng.integers(1, 5))
+        npred = 0 if kind in (0, 1) else int(rng.integers(1, 6))
+        g = rng.random((ng, h, w)) < rng.uniform(0.0, 0.5, (ng, 1, 1))
+        p = rng.random((npred, h, w)) < rng.uniform(0.0, 0.5, (npred, 1, 1))
+        g[: ng // 2, : h // 2] = False
+        if ng:
+            g[0] = False  # an empty mask
+        if npred > 1:
+            p[1] = False
+            p[0] = g[0] if ng else p[0]
+        gt.append(g)
+        pred.append(p)
+        scores.append(rng.random(npred))
+    gt_rle = [fastiou.rle.encode(g) if len(g) else [] for g in gt]
+    pred_rle = [fastiou.rle.encode(p) if len(p) else [] for p in pred]
+    data = evaluation._read("evaluate", gt_rle, pred_rle, None, None)
+    off1, off2 = evaluation._offsets(data.num_gt), evaluation._offsets(data.num_pred)
+    blocks = _validate.segment_blocks("evaluate", off1, off2)
+    values = evaluation._rle_blocks("evaluate", data, blocks)
+    expected = [fastiou.rle.iou(p, g).T.reshape(-1) for g, p in zip(gt_rle, pred_rle)
+                if len(g) and len(p)]
+    assert values.dtype == np.float64
+    np.testing.assert_array_equal(values, np.concatenate(expected))
+    assert (values.view(np.int64) == np.concatenate(expected).view(np.int64)).all()
+    report = fastiou.evaluate(gt_rle, pred_rle, scores=scores)
+    dense = fastiou.evaluate(gt, pred, scores=scores)
+    np.testing.assert_array_equal(report.per_object["pred_index"], dense.per_object["pred_index"])
+    np.testing.assert_allclose(report.per_object["iou"], dense.per_object["iou"], rtol=1e-6)
+    for key in ("num_gt", "num_pred", "num_matched"):
+        np.testing.assert_array_equal(report.per_image[key], dense.per_image[key])
+    check_report(report, ref_evaluate("masks", gt, pred, scores, 0.5), 1e-12)
+    # An unreadable RLE or a size that differs names the first such image, as rle.iou says it.
+    bad = [list(x) for x in pred_rle]
+    bad[8][0] = {"size": [17, 23], "counts": [5]}
+    bad[13][0] = {"size": [17, 24], "counts": [17 * 24]}
+    with pytest.raises(ValueError, match=r"^evaluate: image 8: rle.iou: dt\[0\] has run lengths "
+                                         r"that do not add up"):
+        fastiou.evaluate(gt_rle, bad)
+    bad[8] = pred_rle[8]
+    with pytest.raises(ValueError, match=r"^evaluate: image 13: rle.iou: every RLE must have the "
+                                         r"same size, got dt\[0\] of size \[17, 24\]"):
+        fastiou.evaluate(gt_rle, bad)
+    assert len(gt_rle[12]) == 0
+    bad[12] = [{"size": [17, 23], "counts": "!"}]  # image 12 has no gt: still checked
+    bad[13] = pred_rle[13]
+    with pytest.raises(ValueError, match=r"^evaluate: image 12: rle.iou: dt\[0\] "):
+        fastiou.evaluate(gt_rle, bad)
+
+
 def test_without_scores_predictions_keep_their_order():
     gt = [np.array([[0, 0, 10, 10]], float)]
     pred = [np.array([[0, 0, 10, 9], [0, 0, 10, 10]], float)]  # the first in order wins
