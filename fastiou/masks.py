@@ -181,12 +181,12 @@ def pack_masks(
     return _pack(func, "masks", masks, engine, threshold=threshold, budget=budget, min_ndim=2)
 
 
-def _pair(
-    func: str, op: str, masks1: Any, masks2: Any, *, aligned: bool, zero_division: float,
-    threshold: Any, memory_budget: Any, backend: str | None,
-) -> Array:
-    budget = _validate.memory_budget(func, memory_budget)
-    zd = _validate.zero_division(func, zero_division)
+def _packed_pair(
+    func: str, masks1: Any, masks2: Any, *, threshold: Any, budget: int, backend: str | None,
+    aligned: bool,
+) -> tuple[Any, PackedMasks, PackedMasks, Any]:
+    """The engine of two mask sets, both packed (each as given or from its dense masks), and
+    their validated pair spec."""
     engine = _dispatch.backend_for(
         func, {"masks1": _dispatch_arg(masks1), "masks2": _dispatch_arg(masks2)}, backend
     )
@@ -195,7 +195,17 @@ def _pair(
                other_is_dense=dense2)
     p2 = _pack(func, "masks2", masks2, engine, threshold=threshold, budget=budget, min_ndim=3,
                other_is_dense=dense1)
-    spec = _validate.mask_pair(func, p1.shape, p2.shape, aligned=aligned)
+    return engine, p1, p2, _validate.mask_pair(func, p1.shape, p2.shape, aligned=aligned)
+
+
+def _pair(
+    func: str, op: str, masks1: Any, masks2: Any, *, aligned: bool, zero_division: float,
+    threshold: Any, memory_budget: Any, backend: str | None,
+) -> Array:
+    budget = _validate.memory_budget(func, memory_budget)
+    zd = _validate.zero_division(func, zero_division)
+    engine, p1, p2, spec = _packed_pair(func, masks1, masks2, threshold=threshold, budget=budget,
+                                        backend=backend, aligned=aligned)
     return engine.mask_pair(
         p1.words, p1.area, p2.words, p2.area, op=op, spec=spec, zero_division=zd, budget=budget
     )

@@ -46,7 +46,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import _dispatch, _validate
-from .masks import PackedMasks, _dispatch_arg, _pack
+from .masks import PackedMasks, _packed_pair
 
 __all__ = [
     "IoUMax",
@@ -146,15 +146,8 @@ def _boxes(func: str, boxes1: Array, boxes2: Array, fmt: Any, zero_division: Any
 def _masks(func: str, masks1: Any, masks2: Any, zero_division: Any, threshold: Any,
            budget: int, backend: str | None) -> tuple[Any, PackedMasks, PackedMasks, float]:
     zd = _validate.zero_division(func, zero_division)
-    engine = _dispatch.backend_for(
-        func, {"masks1": _dispatch_arg(masks1), "masks2": _dispatch_arg(masks2)}, backend
-    )
-    dense1, dense2 = not isinstance(masks1, PackedMasks), not isinstance(masks2, PackedMasks)
-    p1 = _pack(func, "masks1", masks1, engine, threshold=threshold, budget=budget, min_ndim=3,
-               other_is_dense=dense2)
-    p2 = _pack(func, "masks2", masks2, engine, threshold=threshold, budget=budget, min_ndim=3,
-               other_is_dense=dense1)
-    _validate.mask_pair(func, p1.shape, p2.shape, aligned=False)
+    engine, p1, p2, _ = _packed_pair(func, masks1, masks2, threshold=threshold, budget=budget,
+                                     backend=backend, aligned=False)
     for name, p in (("masks1", p1), ("masks2", p2)):
         if p.ndim != 3:
             raise ValueError(
