@@ -292,3 +292,38 @@ def test_a_source_that_does_not_compile_fails_alone(tmp_path) -> None:
     out = np.zeros(4, np.int32)
     rt.launch("good.cu", "good", (1,), (4,), (out,))
     assert (out == 7).all()
+
+
+def test_cupy_runtime_builds_each_module_once_when_threads_race(monkeypatch) -> None:
+    """The CuPy runtime's RawModule cache under concurrent first launches: one build per source
+    (a stand-in ``cupy`` whose RawModule is slow to construct, so every thread arrives while the
+    first build is still running)."""
+    import sys
+    import threading
+    import time
+    import types
+
+    built: list[str] = []
+
+    class SlowModule:
+        def __init__(self, code: str, options: tuple, name_expressions: tuple) -> None:
+            time.sleep(0.05)
+            built.append(code)
+
+    monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(RawModule=SlowModule))
+    rt = cupy_cuda.CupyRuntime()
+    barrier = threading.Barrier(8)
+    got: list[Any] = []
+
+    def first_use() -> None:
+        barrier.wait()
+        got.append(rt.module("boxes.cu"))
+
+    threads = [threading.Thread(target=first_use) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(built) == 1 and len(got) == 8
+    assert all(m is got[0] for m in got)
+    assert "boxes.cu" in built[0]  # the #line directive names the real file

@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import math
 import re
+import threading
 from pathlib import Path
 from typing import Any, Iterator, Protocol, Sequence
 
@@ -104,17 +105,27 @@ class CupyRuntime:
             raise missing_engine("cupy", exc) from exc
         self.xp = cupy
         self._modules: dict[str, Any] = {}
+        self._lock = threading.Lock()
 
     def module(self, source: str) -> Any:
-        if source not in self._modules:
-            self._modules[source] = self.xp.RawModule(
-                code=read_source(source),
-                # --fmad=false: no fused multiply-add, so products and sums round as in NumPy
-                # (a fused area + area - intersection can make IoU(a, a) differ from 1).
-                options=(*NVRTC_OPTIONS, f"-I{CUDA_DIR}"),
-                name_expressions=KERNELS[source],
-            )
+        """The RawModule of ``source``, built once per process even when threads ask at once
+        (CuPy compiles it for each device it is used on)."""
+        module = self._modules.get(source)
+        if module is not None:
+            return module
+        with self._lock:
+            if source not in self._modules:
+                self._modules[source] = self._build(source)
         return self._modules[source]
+
+    def _build(self, source: str) -> Any:
+        return self.xp.RawModule(
+            code=read_source(source),
+            # --fmad=false: no fused multiply-add, so products and sums round as in NumPy
+            # (a fused area + area - intersection can make IoU(a, a) differ from 1).
+            options=(*NVRTC_OPTIONS, f"-I{CUDA_DIR}"),
+            name_expressions=KERNELS[source],
+        )
 
     def launch(self, source: str, kernel: str, grid: tuple[int, ...], block: tuple[int, ...],
                args: tuple[Any, ...], shared_mem: int = 0) -> None:
@@ -122,12 +133,15 @@ class CupyRuntime:
 
 
 _runtime: Runtime | None = None
+_runtime_lock = threading.Lock()
 
 
 def runtime() -> Runtime:
     global _runtime
     if _runtime is None:
-        _runtime = CupyRuntime()
+        with _runtime_lock:  # one runtime (and one compile of each module) per process
+            if _runtime is None:
+                _runtime = CupyRuntime()
     return _runtime
 
 
