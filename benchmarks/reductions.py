@@ -12,33 +12,33 @@ anchor (and which box) and of each box (and which anchor). Routes:
 - ``numpy full matrix + max``: broadcasting, float32, then ``max`` and ``argmax`` along both axes;
 - ``fastiou box_iou + max``: fastiou's full matrix, then NumPy's ``max``/``argmax``.
 
-Each route runs in a fresh process, on fresh inputs for every timed call (made outside the
-timing); the first call (compilation, caches) is reported apart, then the median and the 90th
-percentile of the repeats. Peak memory: ``tracemalloc`` (NumPy allocations, which is what the
-NumPy and Numba routes allocate) and the growth of the process's peak resident set (every
-allocator, torch's and XLA's included). Every route's argmax on one fixed input is compared with
-the NumPy route's.
+Each route runs in a fresh process, on fresh inputs for every timed call (made before the first
+call; tensors and jax arrays made outside the timing); the first call (compilation, caches) is
+reported apart, then the median and the 90th percentile of the repeats (2 for the full-matrix
+NumPy and torchvision routes, seconds a call; 7 for the others). Peak memory, over one more call
+on new inputs after the timed ones: ``tracemalloc`` (NumPy allocations, which is what
+the NumPy and Numba routes allocate) and the growth of the process's peak resident set (every
+allocator, torch's and XLA's included). Every route's argmax on the first input is compared with
+the NumPy route's. ``--check``: exit 1 when a target (issue 8's, and issue 11 item 4: jax.jit
+within 2x of Numba on CPU) is missed.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import resource
-import statistics
-import subprocess
 import sys
 import threading
-import time
 import tracemalloc
 from typing import Any, Callable
 
 import numpy as np
 
-from ._common import cli, machine
+from ._common import Target, cli, failed, find, measure, progress, ratio, run_worker
 
-ROUTES = ("numpy full matrix + max", "torchvision box_iou + max", "fastiou box_iou + max",
-          "fastiou box_iou_max (numba)", "fastiou box_iou_max (jax.jit)")
+NUMPY, TORCH, FULL = "numpy full matrix + max", "torchvision box_iou + max", "fastiou box_iou + max"
+OURS, JAX = "fastiou box_iou_max (numba)", "fastiou box_iou_max (jax.jit)"
+ROUTES = (NUMPY, TORCH, FULL, OURS, JAX)
 SIZES = {False: (250_000, 500), True: (25_000, 100)}
 
 
@@ -63,44 +63,49 @@ def _numpy_full(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / (area1[:, None] + area2[None, :] - inter)
 
 
-def _route(name: str) -> tuple[Callable[[np.ndarray, np.ndarray], Any], Callable[[Any], tuple]]:
-    """(call on NumPy inputs, finish: -> (row_max, row_argmax, col_max, col_argmax) as NumPy)."""
-    if name == "numpy full matrix + max":
+def _route(name: str) -> tuple[Callable[..., Any], ...]:
+    """(convert, call, finish) of one route: ``convert(a, b)`` makes the arguments from NumPy
+    inputs outside the timing; ``finish`` -> (row_max, row_argmax, col_max, col_argmax) as NumPy."""
+    same = lambda a, b: (a, b)  # noqa: E731
+    host = lambda r: r  # noqa: E731
+    if name == NUMPY:
         def numpy_route(a: np.ndarray, b: np.ndarray) -> tuple:
             iou = _numpy_full(a, b)
             return iou.max(1), iou.argmax(1), iou.max(0), iou.argmax(0)
-        return numpy_route, lambda r: r
-    if name == "fastiou box_iou + max":
+        return same, numpy_route, host
+    if name == FULL:
         import fastiou
 
         def full_route(a: np.ndarray, b: np.ndarray) -> tuple:
             iou = fastiou.box_iou(a, b)
             return iou.max(1), iou.argmax(1), iou.max(0), iou.argmax(0)
-        return full_route, lambda r: r
-    if name == "fastiou box_iou_max (numba)":
+        return same, full_route, host
+    if name == OURS:
         import fastiou
 
-        return (lambda a, b: tuple(fastiou.box_iou_max(a, b))), lambda r: r
-    if name == "fastiou box_iou_max (jax.jit)":
+        return same, lambda a, b: tuple(fastiou.box_iou_max(a, b)), host
+    if name == JAX:
         import jax
         import jax.numpy as jnp
 
         import fastiou
 
         fn = jax.jit(lambda a, b: tuple(fastiou.box_iou_max(a, b)))
-        return (lambda a, b: fn(jnp.asarray(a), jnp.asarray(b))), (
-            lambda r: tuple(np.asarray(x.block_until_ready()) for x in r))
-    if name == "torchvision box_iou + max":
+        return (lambda a, b: (jnp.asarray(a).block_until_ready(),
+                              jnp.asarray(b).block_until_ready()),
+                fn, lambda r: tuple(np.asarray(x.block_until_ready()) for x in r))
+    if name == TORCH:
         import torch
         import torchvision.ops
 
         torch.set_num_threads(2)
 
-        def torch_route(a: np.ndarray, b: np.ndarray) -> tuple:
-            iou = torchvision.ops.box_iou(torch.from_numpy(a), torch.from_numpy(b))
+        def torch_route(a: Any, b: Any) -> tuple:
+            iou = torchvision.ops.box_iou(a, b)
             rows, cols = iou.max(dim=1), iou.max(dim=0)
             return rows.values, rows.indices, cols.values, cols.indices
-        return torch_route, lambda r: tuple(x.numpy() for x in r)
+        return (lambda a, b: (torch.from_numpy(a), torch.from_numpy(b)), torch_route,
+                lambda r: tuple(x.numpy() for x in r))
     raise ValueError(name)
 
 
@@ -128,90 +133,92 @@ class _RssPeak:
         return max(0, max(self.peak, _rss_bytes()) - self.baseline)
 
 
-def worker(name: str, n: int, m: int, repeats: int) -> dict[str, Any]:
-    """Time one route in this (fresh) process."""
+def worker(name: str, p: dict[str, Any]) -> dict[str, Any]:
+    """Time one route in this (fresh) process: a new input pair for every call (seeds 0, 1, ...),
+    made before the first; the first call's argmax is kept (a digest, compared across routes);
+    then the peak memory of one more call on new inputs."""
     try:
-        call, finish = _route(name)
+        convert, call, finish = _route(p["route"])
     except ImportError as exc:
         return {"skipped": f"{type(exc).__name__}: {exc}"}
-    inputs = [make_inputs(n, m, seed) for seed in range(1, repeats + 2)]
-    check = make_inputs(n, m, 0)
-    t0 = time.perf_counter()
-    finish(call(*inputs[0]))
-    first = time.perf_counter() - t0
+    n, m, repeats = p["n"], p["m"], p["repeats"]
+    inputs = [convert(*make_inputs(n, m, seed)) for seed in range(repeats + 1)]
+    digest = []
+
+    def keep(result: tuple) -> float:
+        digest.append(hashlib.sha1(b"".join(np.ascontiguousarray(x, np.int64).tobytes()
+                                            for x in (result[1], result[3]))).hexdigest())
+        return 0.0
+
+    row = measure(call, inputs, finish=finish, check=keep)
+    row.pop("max_abs_err")
+    del inputs
+    more = convert(*make_inputs(n, m, repeats + 1))
     tracemalloc.start()
     traced_base = tracemalloc.get_traced_memory()[0]
     rss = _RssPeak()
-    samples = []
-    for a, b in inputs[1:]:
-        t0 = time.perf_counter()
-        finish(call(a, b))
-        samples.append(time.perf_counter() - t0)
+    finish(call(*more))
     rss_growth = rss.growth()
     traced_peak = tracemalloc.get_traced_memory()[1] - traced_base
     tracemalloc.stop()
-    result = finish(call(*check))
-    digest = hashlib.sha1(b"".join(np.ascontiguousarray(x, np.int64).tobytes()
-                                   for x in (result[1], result[3]))).hexdigest()
-    return {
-        "first_call_s": first,
-        "median_s": statistics.median(samples),
-        "p90_s": float(np.percentile(samples, 90)),
-        "repeats": len(samples),
-        "traced_peak_bytes": traced_peak,
-        "rss_growth_bytes": rss_growth,
-        "argmax_digest": digest,
-    }
+    return {**row, "traced_peak_bytes": traced_peak, "rss_growth_bytes": rss_growth,
+            "argmax_digest": digest[0]}
 
 
 def run(quick: bool = False) -> dict[str, Any]:
     n, m = SIZES[quick]
-    repeats = 5 if quick else 7
     results = []
+    workload = f"max/argmax both axes {n:,} x {m}"
     for name in ROUTES:
-        cmd = [sys.executable, "-m", "benchmarks.reductions", "--worker", name, str(n), str(m),
-               str(repeats)]
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"{name} failed:\n{done.stderr}")
-        row = json.loads(done.stdout.strip().splitlines()[-1])
-        if "skipped" in row:
-            print(f"skipped {name}: {row['skipped']}", file=sys.stderr)
+        progress(f"{workload}: {name} ...")
+        try:
+            # the full-matrix routes take seconds a call: fewer repeats
+            repeats = 2 if quick or name in (NUMPY, TORCH) else 7
+            row = run_worker("reductions", "route", {"route": name, "n": n, "m": m,
+                                                     "repeats": repeats})
+        except RuntimeError as exc:
+            results.append(failed(workload, name, exc))
             continue
-        results.append({"workload": f"max/argmax both axes {n:,} x {m}", "impl": name,
-                        "n": n, "m": m, **row})
-    base = next((r for r in results if r["impl"] == ROUTES[0]), None)
+        if "skipped" in row:
+            progress(f"skipped {name}: {row['skipped']}")
+            continue
+        results.append({"workload": workload, "impl": name, "n": n, "m": m, **row})
+    base = find(results, workload, NUMPY)
     for r in results:
-        agree = base is not None and r["argmax_digest"] == base["argmax_digest"]
-        r["argmax_agrees_with_numpy"] = agree
-    return {"benchmark": "reductions", "quick": quick, "machine": machine(), "results": results}
+        r["argmax_agrees_with_numpy"] = (base is not None and "argmax_digest" in r
+                                         and r["argmax_digest"] == base.get("argmax_digest"))
+    return {"benchmark": "reductions", "quick": quick, "results": results}
 
 
-def targets(payload: dict[str, Any]) -> list[str]:
-    by = {r["impl"]: r for r in payload["results"]}
-    ours, torch, full = by.get(ROUTES[3]), by.get(ROUTES[1]), by.get(ROUTES[0])
-    lines = []
-    if ours and torch:
-        ratio = torch["median_s"] / ours["median_s"]
-        lines.append(f"numba box_iou_max {ratio:.1f}x faster than torchvision box_iou + max "
-                     f"(target >= 5x): {'met' if ratio >= 5 else 'NOT met'}")
-    elif ours:
-        lines.append("torchvision is not installed here: the >= 5x target was not measured")
-    for other in (full, by.get(ROUTES[2]), torch):
+def targets(payload: dict[str, Any]) -> list[Target | str]:
+    rows = payload["results"]
+    if not rows:
+        return [Target("box_iou_max against torchvision", None, 5, source="issue 8")]
+    workload = rows[0]["workload"]
+    by = {r["impl"]: r for r in rows if "error" not in r}
+    ours, torch = by.get(OURS), by.get(TORCH)
+    out: list[Target | str] = [
+        ratio(rows, workload, TORCH, OURS, 5, source="issue 8"),
+        ratio(rows, workload, JAX, OURS, 2, at_least=False, source="issue 11 item 4",
+              what=f"{workload}: jax.jit / numba on CPU"),
+    ]
+    for other in (by.get(NUMPY), by.get(FULL), torch):
         if not (ours and other):
             continue
         # torch allocates outside tracemalloc's view: its resident-set growth is compared with
         # the larger of our two measures (our resident set hardly grows: pages are reused)
         if other is torch:
             how = "torch resident set / our larger measure"
-            ratio = other["rss_growth_bytes"] / max(ours["rss_growth_bytes"],
+            value = other["rss_growth_bytes"] / max(ours["rss_growth_bytes"],
                                                     ours["traced_peak_bytes"], 1)
         else:
             how = "tracemalloc"
-            ratio = other["traced_peak_bytes"] / max(ours["traced_peak_bytes"], 1)
-        lines.append(f"peak memory, {other['impl']} / box_iou_max ({how}): {ratio:.0f}x "
-                     f"(target >= 20x): {'met' if ratio >= 20 else 'NOT met'}")
-    return lines
+            value = other["traced_peak_bytes"] / max(ours["traced_peak_bytes"], 1)
+        out.append(Target(f"peak memory, {other['impl']} / box_iou_max ({how})", value, 20,
+                          source="issue 8"))
+    if not all(r.get("argmax_agrees_with_numpy") for r in by.values()):
+        out.append(Target("every route's argmax equals NumPy's", 0.0, 1, unit="ok"))
+    return out
 
 
 def _mib(value: int) -> str:
@@ -219,18 +226,13 @@ def _mib(value: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "--worker":
-        name, n, m, repeats = argv[1], int(argv[2]), int(argv[3]), int(argv[4])
-        print(json.dumps(worker(name, n, m, repeats)))
-        return 0
     return cli("reductions", __doc__, run, targets,
-               [("p90", "p90"), ("traced", "peak (tracemalloc)"), ("rss", "peak RSS growth"),
+               [("traced", "peak (tracemalloc)"), ("rss", "peak RSS growth"),
                 ("agree", "argmax = numpy")],
-               lambda r: {"p90": f"{r['p90_s'] * 1e3:.1f} ms",
-                          "traced": _mib(r["traced_peak_bytes"]),
+               lambda r: {"traced": _mib(r["traced_peak_bytes"]),
                           "rss": _mib(r["rss_growth_bytes"]),
-                          "agree": "yes" if r["argmax_agrees_with_numpy"] else "NO"}, argv)
+                          "agree": "yes" if r["argmax_agrees_with_numpy"] else "NO"},
+               argv, worker)
 
 
 if __name__ == "__main__":

@@ -469,7 +469,7 @@ def _info(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     return payload, text
 
 
-BENCH_MODULES = ("boxes", "masks", "semantic", "evaluate", "coco")
+BENCH_MODULES = ("startup", "boxes", "masks", "semantic", "reductions", "evaluate", "coco")
 
 
 def _benchmark_modules() -> tuple[Path, list[str]] | None:
