@@ -21,7 +21,10 @@ Each row of each mask is packed into machine words (bit ``q`` of word ``k`` is p
 ``x = 64 k + q``; 32-bit words on the JAX engine) and every intersection is a sum of
 ``popcount(a & b)``. The packed masks are 1/8 of a bool array. No engine ever builds an
 ``N × M × H × W`` intermediate or a floating copy of the masks: temporaries are bounded by
-``memory_budget`` bytes (default 256 MiB) and the results do not depend on it.
+``memory_budget`` bytes (default 256 MiB) and the results do not depend on it. Not counted in
+the budget: the packed masks themselves and, for pairwise values on the Numba engine, a copy of
+the packed rows each mask occupies, grouped by word column (at most the packed size again), so
+that a pair is counted only over the rows where both masks have pixels in that column.
 Pack once with :func:`pack_masks` and pass the :class:`PackedMasks` wherever masks are accepted,
 e.g. many predictions against the same ground truth.
 

@@ -131,7 +131,8 @@ def _parse(func: str, name: str, rles: Sequence[Any]) -> _Runs:
     if fast is not None:
         strings, sizes = fast
         counts, offsets, errors = engine.decode_strings(strings, sizes[:, 0] * sizes[:, 1])
-        for i in np.flatnonzero(errors):
+        if errors.any():
+            i = int(np.flatnonzero(errors)[0])
             raise ValueError(f"{func}: {name}[{i}] {_ERRORS[int(errors[i])]}, got {_short(rles[i])}")
         return _Runs(counts, offsets, sizes)
     sizes = np.empty((n, 2), dtype=np.int64)
@@ -525,12 +526,5 @@ def iou(dt: Any, gt: Any, iscrowd: Sequence[Any] | None = None, *,
             f"{func}: every RLE must have the same size, got {first} of size {both[0].tolist()} "
             f"and {which} of size {both[i].tolist()}"
         )
-    engine = _engine()
-    heights_d = np.ascontiguousarray(d.sizes[:, 0])
-    heights_g = np.ascontiguousarray(g.sizes[:, 0])
-    dt_ops = (d.counts, d.offsets, engine.areas(d.counts, d.offsets),
-              engine.bboxes(d.counts, d.offsets, heights_d))
-    gt_ops = (g.counts, g.offsets, engine.areas(g.counts, g.offsets),
-              engine.bboxes(g.counts, g.offsets, heights_g))
     height = int(both[0, 0]) if both.shape[0] else 0
-    return engine.iou(dt_ops, gt_ops, height, crowd, zd)
+    return _engine().iou((d.counts, d.offsets), (g.counts, g.offsets), height, crowd, zd)

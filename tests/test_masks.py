@@ -129,6 +129,47 @@ def test_pair_matches_reference(engine, op, aligned):
     check(run(engine, fn, m1, m2, aligned=aligned), ref_pair(op, m1, m2, aligned=aligned))
 
 
+def object_masks(rng: np.random.Generator, n: int, h: int, w: int) -> np.ndarray:
+    """Masks as detectors give them: one to three rectangles and ellipses covering a small part
+    of the image, anywhere (touching the edges too), some of them two shapes in the same columns
+    with background rows between; plus an empty mask, a full one and a single pixel."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    masks = np.zeros((n, h, w), dtype=bool)
+    for mask in masks:
+        for _ in range(rng.integers(1, 4)):
+            y0, x0 = rng.integers(-h // 4, h), rng.integers(-w // 4, w)
+            dy, dx = rng.integers(1, h // 3 + 2), rng.integers(1, w // 3 + 2)
+            if rng.random() < 0.5:
+                mask[max(y0, 0):y0 + dy, max(x0, 0):x0 + dx] = True
+            else:
+                mask |= ((yy - y0) / dy) ** 2 + ((xx - x0) / dx) ** 2 <= 1
+    masks[0] = False
+    masks[1] = True
+    masks[2] = False
+    masks[2, h - 1, w - 1] = True
+    return masks
+
+
+@pytest.mark.parametrize("op", ["iou", "ioa"])
+def test_object_masks_match_reference(engine, op):
+    """Sparse masks, where the Numba engine counts only the rows of each word column that both
+    masks occupy: every way two such row spans can overlap, widths around word boundaries."""
+    rng = np.random.default_rng(21)
+    fn = PAIR_FUNCS[op]
+    for h, w in [(40, 200), (17, 130), (64, 31)]:
+        m1, m2 = object_masks(rng, 9, h, w), object_masks(rng, 7, h, w)
+        m2[3:5] = m1[3:5]  # identical pairs
+        m2[5] = np.roll(m1[5], 3, axis=0)  # shifted copies, as from a jittered detection
+        m2[6] = np.roll(m1[6], -70, axis=1)
+        check(run(engine, fn, m1, m2), ref_pair(op, m1, m2))
+        check(run(engine, fn, pack(engine, m2), m1), ref_pair(op, m2, m1))
+    # Batch dimensions broadcast: every pair of a batch against its own masks.
+    m1 = object_masks(rng, 2 * 5, 20, 100).reshape(2, 1, 5, 20, 100)
+    m2 = object_masks(rng, 3 * 4, 20, 100).reshape(3, 4, 20, 100)
+    check(run(engine, fn, m1, m2), ref_pair(op, m1, m2))
+    check(run(engine, fn, pack(engine, m1), pack(engine, m2)), ref_pair(op, m1, m2))
+
+
 @pytest.mark.parametrize("zero_division", [0.0, 1.0, -0.5])
 def test_zero_division(engine, zero_division):
     empty = np.zeros((2, 4, 9), dtype=bool)
@@ -330,6 +371,60 @@ def test_results_do_not_depend_on_the_memory_budget(engine, budget):
         run(engine, fastiou.mask_iou, m1[0], m1[1], threshold=0.6, memory_budget=budget),
         run(engine, fastiou.mask_iou, m1[0], m1[1], threshold=0.6),
     )
+
+
+def test_numba_reused_buffers_never_touch_what_the_caller_holds():
+    """Packed words and temporaries of the Numba engine come from buffers kept between calls; a
+    buffer is handed out again only when nothing refers to it. Words the caller holds (a
+    PackedMasks, a view of its words) must survive any number of later calls unchanged, results
+    must stay right, and the kept memory must stay bounded."""
+    from fastiou.backends.numba_cpu import masks as nb_masks
+
+    rng = np.random.default_rng(22)
+    shape = (48, 96, 700)  # 48 * 96 * 11 words: 396 KiB of packed words a set
+    assert 48 * 96 * 11 * 8 >= nb_masks._Buffers.MIN_BYTES
+    first = object_masks(rng, *shape)
+    held = fastiou.pack_masks(first)
+    words, area = held.words.copy(), held.area.copy()
+    view = held.words[5:9]
+    view_copy = view.copy()
+    expected = ref_pair("iou", first[:6], first[:6])
+    for k in range(4):
+        m1, m2 = object_masks(rng, *shape), object_masks(rng, *shape)
+        # Pairwise in full (dense sets packed for the call only) and against the held words.
+        got = fastiou.mask_iou(m1, m2)
+        check(got[:5, :5], ref_pair("iou", m1[:5], m2[:5]))
+        check(fastiou.mask_iou(m1[:6], m2[:6]), ref_pair("iou", m1[:6], m2[:6]))
+        if k < 2:
+            check(fastiou.mask_iou(held, m1)[:6, :4], ref_pair("iou", first[:6], m1[:4]))
+        if k == 1:
+            del held  # from now on only the view holds the buffer
+    np.testing.assert_array_equal(view, view_copy)
+    np.testing.assert_array_equal(words[5:9], view)
+    assert area.shape == (48,)
+    kept = nb_masks._Buffers.kept
+    assert sum(b.nbytes for b in kept) <= nb_masks._Buffers.KEEP_BYTES
+    assert len(kept) <= 8, [b.nbytes for b in kept]  # reused, not one new buffer per call
+    check(fastiou.mask_iou(first[:6], first[:6]), expected)
+
+
+def test_numba_concurrent_calls_get_their_own_buffers():
+    """Threads calling at once (the kernels release the GIL) never share a buffer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(23)
+    sets = [(object_masks(rng, 40, 64, 700), object_masks(rng, 40, 64, 700)) for _ in range(4)]
+    expected = [ref_pair("iou", a[:4], b[:4]) for a, b in sets]
+
+    def work(k: int) -> list[np.ndarray]:
+        a, b = sets[k % 4]
+        return [fastiou.mask_iou(a, b)[:4, :4] for _ in range(3)]
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(work, range(8)))
+    for k, got in enumerate(results):
+        for value in got:
+            check(value, expected[k % 4])
 
 
 def test_numba_memory_stays_bounded():

@@ -9,6 +9,7 @@ ValueError naming the RLE.
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -187,18 +188,23 @@ def _put_py(value: int, out: bytearray) -> bytearray:
 
 
 @kernel()
-def _string_counts(buf, starts, ends, numbers):
-    """How many counts each string holds; -1 where a character is outside '0'..'o'."""
-    for i in range(starts.shape[0]):
+def _string_counts(buf, ends, offsets, errors):
+    """offsets (N + 1): where the counts of each string begin, from how many each one holds;
+    BAD_CHAR (and no counts) where a character is outside '0'..'o'. ``ends`` are cumulative."""
+    start = np.int64(0)
+    offsets[0] = 0
+    for i in range(ends.shape[0]):
         total = np.int64(0)
-        for p in range(starts[i], ends[i]):
+        for p in range(start, ends[i]):
             c = np.int64(buf[p]) - 48
             if c < 0 or c > 63:
-                total = -1
+                total = 0
+                errors[i] = BAD_CHAR
                 break
             if (c & 0x20) == 0:
                 total += 1
-        numbers[i] = total
+        offsets[i + 1] = offsets[i] + total
+        start = ends[i]
 
 
 @kernel()
@@ -224,10 +230,13 @@ def _check_runs(counts, lo, hi, total):
 
 
 @kernel()
-def _decode_strings(buf, starts, ends, offsets, totals, counts, errors):
-    for i in range(starts.shape[0]):
+def _decode_strings(buf, ends, offsets, totals, counts, errors):
+    """Decode every string not already marked bad in ``errors``; an error code per string."""
+    for i in range(ends.shape[0]):
+        if errors[i] != OK:
+            continue
         m = offsets[i]
-        p = starts[i]
+        p = ends[i - 1] if i > 0 else np.int64(0)
         err = OK
         s = np.int64(0)  # sum of the runs so far, checked run by run: within [0, totals[i]]
         while p < ends[i]:
@@ -266,27 +275,22 @@ def _decode_strings(buf, starts, ends, offsets, totals, counts, errors):
 def decode_strings(strings: list[bytes], totals: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Compressed strings -> (counts, offsets, error code per string)."""
     n = len(strings)
-    buf = np.frombuffer(b"".join(strings), dtype=np.uint8) if n else np.empty(0, np.uint8)
-    lengths = np.fromiter((len(s) for s in strings), dtype=np.int64, count=n)
-    ends = np.cumsum(lengths)
-    starts = ends - lengths
-    numbers = np.empty(n, dtype=np.int64)
-    errors = np.zeros(n, dtype=np.int64)
     offsets = np.zeros(n + 1, dtype=np.int64)
+    errors = np.zeros(n, dtype=np.int64)
     if n == 0:
         return np.empty(0, np.int64), offsets, errors
-    _string_counts(buf, starts, ends, numbers)
-    errors[numbers < 0] = BAD_CHAR
-    np.cumsum(np.maximum(numbers, 0), out=offsets[1:])
-    counts = np.zeros(int(offsets[-1]), dtype=np.int64)
-    good = errors == OK
-    if good.any():
-        sub_errors = np.zeros(n, dtype=np.int64)
-        # Strings with a bad character are skipped (empty range).
-        s_ends = np.where(good, ends, starts)
-        _decode_strings(buf, starts, s_ends, offsets, totals, counts, sub_errors)
-        errors = np.where(good, sub_errors, errors)
-    return counts, offsets, errors
+    buf = np.frombuffer(b"".join(strings), dtype=np.uint8)
+    ends = np.fromiter(itertools.accumulate(map(len, strings)), dtype=np.int64, count=n)
+    counts = np.empty(buf.shape[0], dtype=np.int64)  # a count takes one character or more
+    _decode_all(buf, ends, offsets, np.ascontiguousarray(totals, dtype=np.int64), counts, errors)
+    return counts[: offsets[-1]], offsets, errors
+
+
+@kernel()
+def _decode_all(buf, ends, offsets, totals, counts, errors):
+    _string_counts(buf, ends, offsets, errors)
+    counts[: offsets[-1]] = 0  # what a string that fails leaves undecoded
+    _decode_strings(buf, ends, offsets, totals, counts, errors)
 
 
 @kernel()
@@ -567,16 +571,34 @@ def _iou(ds, de, dbounds, da, db, gs, ge, gbounds, ga, gb, height, crowd, zd, ou
 _IOU = serial_and_parallel(_iou)
 
 
-def iou(dt: tuple[np.ndarray, ...], gt: tuple[np.ndarray, ...], height: int, crowd: np.ndarray,
-        zero_division: float) -> np.ndarray:
-    """dt, gt: (counts, offsets, areas, boxes) of each set, all RLEs of the given height."""
+@kernel()
+def _operands(counts, offsets, heights, starts, ends, bounds, areas, boxes):
+    """What :func:`_iou` reads of a set, in one call: intervals, areas and boxes."""
+    _intervals(counts, offsets, starts, ends, bounds)
+    _areas(counts, offsets, areas)
+    _bboxes(counts, offsets, heights, boxes)
+
+
+def _iou_operands(counts: np.ndarray, offsets: np.ndarray, height: int) -> tuple[np.ndarray, ...]:
+    n = offsets.shape[0] - 1
+    size = counts.shape[0] // 2 + 1
+    ops = (np.empty(size, np.int64), np.empty(size, np.int64), np.empty(n + 1, np.int64),
+           np.empty(n, np.int64), np.empty((n, 4), np.float64))
+    heights = np.empty(n, np.int64)
+    heights.fill(height)
+    _operands(counts, offsets, heights, *ops)
+    return ops
+
+
+def iou(dt: tuple[np.ndarray, np.ndarray], gt: tuple[np.ndarray, np.ndarray], height: int,
+        crowd: np.ndarray, zero_division: float) -> np.ndarray:
+    """dt, gt: (counts, offsets) of each set, all RLEs of the given height."""
     n, m = dt[1].shape[0] - 1, gt[1].shape[0] - 1
     out = np.empty((n, m), dtype=np.float64)
     if out.size:
         work = int(dt[0].shape[0]) * m + int(gt[0].shape[0]) * n
-        d = intervals(dt[0], dt[1]) + dt[2:]
-        g = intervals(gt[0], gt[1]) + gt[2:]
-        _IOU[work >= PARALLEL_WORK](*d, *g, height, crowd, zero_division, out)
+        _IOU[work >= PARALLEL_WORK](*_iou_operands(*dt, height), *_iou_operands(*gt, height),
+                                    height, crowd, zero_division, out)
     return out
 
 
