@@ -5,8 +5,8 @@ file) and returns what ``COCOeval.evaluate(); accumulate(); summarize()`` comput
 summary numbers, the ``precision``, ``recall`` and ``scores`` arrays, bit for bit. The work is a
 fixed number of compiled calls over concatenated arrays (no Python loop per image or per
 category): the IoU blocks of every (image, category) group in one call, the greedy matching of
-every group at every IoU threshold in one call per area range
-(:func:`fastiou.backends.numba_cpu.matching.greedy_segmented`), and the accumulation in one call.
+every group in every area range at every IoU threshold in one call, and the accumulation in one
+call (``fastiou.backends.numba_cpu.coco``).
 
 pycocotools' rules, reproduced
 ------------------------------
@@ -57,6 +57,7 @@ Everything is host-side (the Numba engine). The library never prints: ``progress
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import numbers
@@ -234,6 +235,12 @@ def _positions(ids: np.ndarray, table: np.ndarray) -> np.ndarray:
     """Index of each id in the sorted ``table``, or -1."""
     if table.size == 0:
         return np.full(ids.shape, -1, dtype=np.int64)
+    lo, hi = int(table[0]), int(table[-1])
+    if ids.size > 64 and hi - lo < 4 * table.size + 4096:  # compact ids: a lookup table
+        dense = np.full(hi - lo + 1, -1, dtype=np.int64)
+        dense[table - lo] = np.arange(table.size)
+        inside = (ids >= lo) & (ids <= hi)  # (a wrapped ids - lo outside is clipped, unused)
+        return np.where(inside, dense[np.clip(ids - lo, 0, hi - lo)], -1)
     pos = np.minimum(np.searchsorted(table, ids), table.size - 1)
     return np.where(table[pos] == ids, pos, -1).astype(np.int64)
 
@@ -255,11 +262,37 @@ def _box_polygon(b: Sequence[float]) -> list[list[float]]:
     return [[x1, y1, x1, y2, x2, y2, x2, y1]]
 
 
-def _polygon_runs(segms: list[Any], where: list[int], img_pos: np.ndarray, images: _Images,
-                  label: str, engine: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Runs of the polygon segmentations ``segms[i]`` for i in ``where``, each the union of its
-    polygons, rasterized as pycocotools' ``frPyObjects`` then ``merge``: one compiled call for
-    every polygon, a merge for the objects of several."""
+def _simple_polygons(segms: list[Any], where: list[int]
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(xy (V, 2) float64, vertex offsets, owner of each polygon) when each ``segms[i]`` (i in
+    ``where``) is a non-empty list of polygons, each a list of an even number (at least 6) of
+    ints and floats within +-2**53: the usual file, read in a few bulk calls. None otherwise:
+    the general reader then applies frPyObjects' rules or names the entry."""
+    from . import rle
+
+    objects = [segms[i] for i in where]
+    if not all(type(s) is list and s and all(type(q) is list for q in s) for s in objects):
+        return None
+    sizes = np.fromiter(map(len, itertools.chain.from_iterable(objects)), dtype=np.int64)
+    if sizes.size and ((sizes < 6).any() or (sizes % 2).any()):
+        return None
+    flat = list(itertools.chain.from_iterable(itertools.chain.from_iterable(objects)))
+    if not set(map(type, flat)) <= {float, int}:
+        return None
+    try:
+        xy = np.array(flat, dtype=np.float64)
+    except OverflowError:
+        return None
+    if not (np.abs(xy) <= rle.MAX_COORDINATE).all():
+        return None
+    owner = np.repeat(np.arange(len(objects), dtype=np.int64), [len(s) for s in objects])
+    return xy.reshape(-1, 2), _offsets(sizes // 2), owner
+
+
+def _general_polygons(segms: list[Any], where: list[int], label: str
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """As :func:`_simple_polygons` for any input: pycocotools' rules, one polygon at a time, and
+    a ValueError naming the first entry that breaks them."""
     from . import rle
 
     expected = "a list of polygons, the first a flat list of at least 3 finite (x, y) pairs"
@@ -299,13 +332,23 @@ def _polygon_runs(segms: list[Any], where: list[int], img_pos: np.ndarray, image
                 xy = xy[:-1]
             parts.append(xy.reshape(-1, 2))
             owner.append(j)
-    own = np.asarray(owner, dtype=np.int64)
+    xy = np.concatenate(parts) if parts else np.zeros((0, 2))
+    vertex_off = _offsets(np.array([v.shape[0] for v in parts], dtype=np.int64))
+    return xy, vertex_off, np.asarray(owner, dtype=np.int64)
+
+
+def _polygon_runs(segms: list[Any], where: list[int], img_pos: np.ndarray, images: _Images,
+                  label: str, engine: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Runs of the polygon segmentations ``segms[i]`` for i in ``where``, each the union of its
+    polygons, rasterized as pycocotools' ``frPyObjects`` then ``merge``: one compiled call for
+    every polygon, a merge for the objects of several."""
+    polygons = _simple_polygons(segms, where)
+    xy, vertex_off, own = (polygons if polygons is not None
+                           else _general_polygons(segms, where, label))
     pos = img_pos[np.asarray(where, dtype=np.int64)][own]
     heights, widths = images.heights[pos], images.widths[pos]
-    vertex_off = _offsets(np.array([v.shape[0] for v in parts], dtype=np.int64))
     if (np.diff(vertex_off) * (widths + 1) >= 2**62).any():
         raise ValueError(f"{FUNC}: {label}: a polygon is too large to rasterize")
-    xy = np.concatenate(parts) if parts else np.zeros((0, 2))
     counts, offsets = engine.coco.rasterize(xy, vertex_off, heights, widths)
     per_object = np.bincount(own, minlength=len(where))
     if (per_object <= 1).all():
@@ -402,7 +445,7 @@ def _masks(segms: list[Any], img_pos: np.ndarray, images: _Images, label: str) -
     areas = engine.rle.areas(counts, offsets)
     boxes = engine.rle.bboxes(counts, offsets, np.ascontiguousarray(want[entry, 0]))
     return _Masks(starts, ends, bounds[:-1][where], bounds[1:][where], areas[where],
-                  boxes[where])
+                  np.take(boxes, where, axis=0))
 
 
 class _Objects(NamedTuple):
@@ -643,8 +686,8 @@ class _Pairs(NamedTuple):
     g_off: np.ndarray
     d_off: np.ndarray
     d_counts: np.ndarray  # detections per group
-    gt: np.ndarray  # (T, N) matched object (position in group order) or -1
-    ignored: np.ndarray  # (T, N) matched a crowd region (or an object outside area range 0)
+    gt: np.ndarray  # (N, T) matched object (position in group order) or -1
+    ignored: np.ndarray  # (N, T) matched a crowd region (or an object outside area range 0)
     gt_index: np.ndarray  # group order -> ground-truth entry
     gt_ids: np.ndarray  # annotation ids by entry
     image_id: np.ndarray  # (N,) by detection
@@ -653,6 +696,8 @@ class _Pairs(NamedTuple):
     score: np.ndarray
     gt_crowd: np.ndarray  # (G,) bool, group order
     gt_image: np.ndarray  # (G,) image id, group order
+    gt_image_pos: np.ndarray  # (G,) position in imgIds, group order
+    image_pos: np.ndarray  # (N,) position in imgIds, by detection
 
 
 class COCOState:
@@ -666,7 +711,7 @@ class COCOState:
     Attributes (N detections kept, in accumulation order)
     ------------------------------------------------------
     category (N,) int64: position in ``catIds``; image (N,) int64: image id; rank (N,) int64:
-    position in its (image, category) list; score (N,) float64; state (T, A, N) uint8: 0 false
+    position in its (image, category) list; score (N,) float64; state (N, A, T) uint8: 0 false
     positive, 1 true positive, 2 ignored; npig (K, A) int64: the objects that count.
     """
 
@@ -704,7 +749,7 @@ class COCOState:
         rank = np.concatenate([self.rank, other.rank])
         score = np.concatenate([self.score, other.score])
         order = np.lexsort((rank, image, -score, category))
-        state = np.concatenate([self.state, other.state], axis=2)[:, :, order]
+        state = np.concatenate([self.state, other.state])[order]
         params = a._replace(img_ids=np.union1d(a.img_ids, b.img_ids))
         return COCOState(params=params, iou_type=self.iou_type, names=self.names,
                          category=category[order], image=image[order], rank=rank[order],
@@ -810,9 +855,9 @@ class COCOEvalResult:
                                  f"{thr.tolist()}, got {iou_threshold!r}")
             t = int(t[0])
         q = self._pairs
-        keep = np.flatnonzero((q.gt[t] >= 0) & ~q.ignored[t])
+        keep = np.flatnonzero((q.gt[:, t] >= 0) & ~q.ignored[:, t])
         group = np.repeat(np.arange(q.d_counts.shape[0]), q.d_counts)[keep]
-        gpos = q.gt[t][keep]
+        gpos = q.gt[keep, t]
         at = (q.iou_off[group] + (gpos - q.g_off[group]) * q.d_counts[group]
               + keep - q.d_off[group])
         return {"image_id": q.image_id[keep], "category_id": q.category_id[keep],
@@ -883,10 +928,10 @@ def _object_report(q: _Pairs | None, p: _Params) -> Any:
     if q is None or at.size == 0:
         return None
     t = int(at[0])
-    matched = q.gt[t] >= 0
-    keep = np.flatnonzero(matched & ~q.ignored[t])
+    matched = q.gt[:, t] >= 0
+    keep = np.flatnonzero(matched & ~q.ignored[:, t])
     group = np.repeat(np.arange(q.d_counts.shape[0]), q.d_counts)[keep]
-    gpos = q.gt[t][keep]
+    gpos = q.gt[keep, t]
     where = (q.iou_off[group] + (gpos - q.g_off[group]) * q.d_counts[group]
              + keep - q.d_off[group])
     n_g = q.gt_index.shape[0]
@@ -897,9 +942,9 @@ def _object_report(q: _Pairs | None, p: _Params) -> Any:
     objects = np.flatnonzero(~q.gt_crowd)
     objects = objects[np.lexsort((q.gt_index[objects], q.gt_image[objects]))]
     n_img = p.img_ids.shape[0]
-    counted = ~(matched & q.ignored[t])  # results on crowd regions are neither TP nor FP
-    num_gt = np.bincount(_positions(q.gt_image[objects], p.img_ids), minlength=n_img)
-    num_pred = np.bincount(_positions(q.image_id[counted], p.img_ids), minlength=n_img)
+    counted = ~(matched & q.ignored[:, t])  # results on crowd regions are neither TP nor FP
+    num_gt = np.bincount(q.gt_image_pos[objects], minlength=n_img)
+    num_pred = np.bincount(q.image_pos[counted], minlength=n_img)
     report = EvaluationReport(
         _Matches(num_gt.astype(np.int64), num_pred.astype(np.int64), pred[objects],
                  iou[objects]), iou_threshold=0.5, method="greedy", grades=(0.95, 0.7),
@@ -1060,43 +1105,42 @@ def _evaluate_state(gt: Any, results: Any, iou_type: str, params: dict | None,
     return _state(g, d, images, p, iou_type, names, step)
 
 
-def _groups(obj: _Objects, images: _Images, p: _Params, detections: bool
+def _groups(obj: _Objects, images: _Images, p: _Params, detections: bool, kernels: Any
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(selected entries in group order, their group key, category position, image position)."""
-    img = _positions(images.ids[obj.image], p.img_ids)
+    """(selected entries in group order, their group key, category position, image position).
+    Group order: by (category, image) (by image with ``useCats=0``, pooling its categories in
+    ``catIds`` order), detections by descending score (stable), then file order."""
+    img = _positions(images.ids, p.img_ids)[obj.image]
     if p.use_cats:
         cat = _positions(obj.category, p.cat_ids)
     else:
         order = np.argsort(p.cat_ids, kind="stable")
         pos = _positions(obj.category, p.cat_ids[order])
         cat = np.where(pos >= 0, order[np.maximum(pos, 0)], -1)
-    sel = np.flatnonzero((img >= 0) & (cat >= 0))
+    n_img, n_cat = p.img_ids.shape[0], p.cat_ids.shape[0]
+    sel = kernels.group_order(img, cat, n_img, n_cat, p.use_cats,
+                              np.ascontiguousarray(obj.scores) if detections else None)
     img, cat = img[sel], cat[sel]
-    n_img = p.img_ids.shape[0]
-    group = cat * n_img + img if p.use_cats else img
-    sub = np.zeros_like(cat) if p.use_cats else cat
-    keys = (sel, sub, -obj.scores[sel], group) if detections else (sel, sub, group)
-    order = np.lexsort(keys)
-    return sel[order], group[order], cat[order], img[order]
+    group = cat * n_img + img if p.use_cats else img  # n_cat * n_img < 2**62: checked
+    return sel, group, cat, img
 
 
 def _state(g: _Objects, d: _Objects, images: _Images, p: _Params, iou_type: str,
            names: dict[int, str], step: Callable[[str], None]) -> COCOState:
     """IoU, matching and the outcome of every detection, for the images of ``p.img_ids``."""
     engine = _dispatch.load("numba")
-    kernels, greedy_segmented = engine.coco, engine.matching.greedy_segmented
+    kernels = engine.coco
 
     n_img = p.img_ids.shape[0]
     num_k = p.cat_ids.shape[0] if p.use_cats else 1
-    gi, g_key, g_cat, _ = _groups(g, images, p, False)
-    di, d_key, d_cat, d_img = _groups(d, images, p, True)
-    # Number the (image, category) groups that hold anything, in key order (category-major).
-    keys, group = np.unique(np.concatenate([g_key, d_key]), return_inverse=True)
-    g_group, d_group = group[:gi.shape[0]], group[gi.shape[0]:]
+    if n_img * p.cat_ids.shape[0] >= 2**62:
+        raise ValueError(f"{FUNC}: too many images x categories")
+    gi, g_key, g_cat, g_img = _groups(g, images, p, False, kernels)
+    di, d_key, d_cat, d_img = _groups(d, images, p, True, kernels)
+    # Number the (image, category) groups that hold anything, in key order (category-major);
+    # ranks within each (image, category) list: keep the first maxDets[-1].
+    keys, g_group, d_group, rank = kernels.number_groups(g_key, d_key)
     n_groups = keys.shape[0]
-    # Ranks within each (image, category) list; keep the first maxDets[-1].
-    d_start = _offsets(np.bincount(d_group, minlength=n_groups))
-    rank = np.arange(di.shape[0], dtype=np.int64) - d_start[d_group]
     keep = rank < p.max_dets[-1]
     di, d_group, d_cat, d_img, rank = (v[keep] for v in (di, d_group, d_cat, d_img, rank))
     gc = np.bincount(g_group, minlength=n_groups)
@@ -1114,8 +1158,9 @@ def _state(g: _Objects, d: _Objects, images: _Images, p: _Params, iou_type: str,
     g_off, d_off = _offsets(gcu), _offsets(dcu)
     crowd = np.ascontiguousarray(g.crowd[gi])
     if iou_type == "bbox":
-        values = kernels.box_blocks(np.ascontiguousarray(d.boxes[di]),
-                                    np.ascontiguousarray(g.boxes[gi]), crowd, g_off, d_off,
+        # (np.take: NumPy's fancy indexing of rows is several times slower)
+        values = kernels.box_blocks(np.take(d.boxes, di, axis=0),
+                                    np.take(g.boxes, gi, axis=0), crowd, g_off, d_off,
                                     iou_off, total)
     else:
         heights = images.heights[_positions(p.img_ids, images.ids)[keys[used] % n_img]]
@@ -1134,13 +1179,12 @@ def _state(g: _Objects, d: _Objects, images: _Images, p: _Params, iou_type: str,
     k_of_d = d_cat if p.use_cats else np.zeros_like(d_cat)
     score = np.ascontiguousarray(d.scores[di])
     # Accumulate's order: per category by descending score, ties by image then rank; the
-    # detections are in (category, image, rank) order already, and lexsort is stable.
-    acc = np.lexsort((-score, k_of_d))
+    # detections are in (category, image, rank) order already, and the sort is stable.
+    acc = kernels.score_order(k_of_d, num_k, score)
     slot = np.empty_like(acc)
     slot[acc] = np.arange(acc.shape[0])
-    state, pairs_gt, pairs_ign = _match(values, iou_off, g_off, d_off, gcu, dcu, crowd, g_out,
-                                        d_out, g_ids != 0, p.iou_thrs, slot, greedy_segmented,
-                                        kernels)
+    state, pairs_gt, pairs_ign = _match(values, iou_off, g_off, d_off, crowd, g_out, d_out,
+                                        g_ids != 0, p.iou_thrs, slot, kernels)
     step("match")
 
     # Per category, the detections in accumulate's order, and the objects that count.
@@ -1150,56 +1194,33 @@ def _state(g: _Objects, d: _Objects, images: _Images, p: _Params, iou_type: str,
                     axis=1).reshape(num_k, num_a).astype(np.int64)
     pairs = _Pairs(values, iou_off, g_off, d_off, dcu, pairs_gt, pairs_ign, gi, g.ids,
                    images.ids[d.image[di]], d.category[di], di, score, crowd,
-                   images.ids[g.image[gi]])
+                   images.ids[g.image[gi]], g_img, d_img)
     return COCOState(params=p, iou_type=iou_type, names=names, category=k_of_d[acc],
                      image=p.img_ids[d_img[acc]], rank=rank[acc], score=score[acc], state=state,
                      npig=npig, pairs=pairs)
 
 
-def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """The concatenation of ``arange(s, s + c)`` for each start s and count c."""
-    ends = np.cumsum(counts)
-    return np.arange(int(ends[-1]) if ends.size else 0, dtype=np.int64) + np.repeat(
-        starts - (ends - counts), counts)
-
-
 def _match(values: np.ndarray, iou_off: np.ndarray, g_off: np.ndarray, d_off: np.ndarray,
-           gc: np.ndarray, dc: np.ndarray, crowd: np.ndarray, g_out: np.ndarray,
-           d_out: np.ndarray, counts: np.ndarray, thresholds: np.ndarray, slot: np.ndarray,
-           greedy_segmented: Callable[..., Any], kernels: Any
+           crowd: np.ndarray, g_out: np.ndarray, d_out: np.ndarray, counts: np.ndarray,
+           thresholds: np.ndarray, slot: np.ndarray, kernels: Any
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Greedy matching of every group in every area range, in one call.
+    """Greedy matching of every group in every area range, every threshold, in one call.
 
-    Returns ``state (T, A, N)`` uint8 in accumulate's order (detection i at ``slot[i]``): 0 a
+    Returns ``state (N, A, T)`` uint8 in accumulate's order (detection i at row ``slot[i]``): 0 a
     false positive, 1 a true positive, 2 ignored (pycocotools' dtIgnore); and for area range 0,
-    ``p2g0 (T, N)`` (the matched object, position in group order, or -1) and ``pign0 (T, N)``
-    (it is ignored). Only the groups with both objects and detections are matched, and in area
-    range a > 0 only those whose objects are not ignored exactly as in range 0 (the others take
-    range 0's result). The groups go to the matcher one after another, each pointing at its IoU
-    block.
+    ``p2g0 (N, T)`` (the matched object, position in group order, or -1) and ``pign0 (N, T)``
+    (it is ignored). Each detection's candidates are listed once for all area ranges; a range
+    whose objects of a group are ignored exactly as in range 0 takes range 0's matches there.
     """
-    num_a = g_out.shape[0]
-    both = (gc > 0) & (dc > 0)
-    g_group = np.repeat(np.arange(gc.shape[0]), gc)
-    picks = [np.flatnonzero(both)]
-    for a in range(1, num_a):
-        differs = np.bincount(g_group, weights=g_out[a] != g_out[0], minlength=gc.shape[0]) > 0
-        picks.append(np.flatnonzero(both & differs))
-    groups = np.concatenate(picks)
-    area = np.repeat(np.arange(num_a), [x.shape[0] for x in picks])
-    gidx = _ranges(g_off[groups], gc[groups])
-    didx = _ranges(d_off[groups], dc[groups])
-    p2g, _, pign, _ = greedy_segmented(
-        values, iou_off[groups], _offsets(gc[groups]), _offsets(dc[groups]), scores=None,
-        thresholds=thresholds, crowd=crowd[gidx],
-        gt_ignore=g_out[np.repeat(area, gc[groups]), gidx])
-    return kernels.states(p2g, pign, np.repeat(area, dc[groups]), didx,
-                          np.repeat(g_off[groups], dc[groups]), counts, slot,
-                          np.ascontiguousarray(d_out))
+    from ._validate import match_cutoffs
+
+    cutoffs = match_cutoffs(np.asarray(thresholds, dtype=np.float64), np.dtype(np.float64))
+    return kernels.match(values, iou_off, g_off, d_off, crowd, crowd[None] | g_out, counts,
+                         np.ascontiguousarray(d_out), cutoffs, slot)
 
 
 def _select(m: _Masks, index: np.ndarray) -> tuple[np.ndarray, ...]:
     """The masks ``index`` (in that order), as the IoU kernel reads them: intervals are kept
     where they are; their bounds, areas and boxes are gathered."""
     return (m.starts, m.ends, m.lo[index], m.hi[index], np.ascontiguousarray(m.areas[index]),
-            np.ascontiguousarray(m.boxes[index]))
+            np.take(m.boxes, index, axis=0))

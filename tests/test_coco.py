@@ -91,12 +91,67 @@ def test_generated_params(params):
     compare(gt, results, params=params)
 
 
+@pytest.mark.parametrize("params", [
+    {"iouThrs": [0.9, 0.1, 0.5, 0.5, 0.75, 0.3]},  # unsorted, repeated
+    {"iouThrs": np.linspace(0.05, 0.95, 19), "useCats": 0},
+    {"areaRng": [[0, 1e10], [0, 400], [400, 1e10], [0, 1e10]],
+     "areaRngLbl": ["all", "small", "medium", "large"], "maxDets": [0, 10, 100]},
+])
+def test_generated_crowded_params(params):
+    """Many crowd regions and overlapping objects: detections with several candidates, crowd
+    regions taken again and again, area ranges matched apart and ranges that reuse range 0's
+    matches."""
+    gt, results = coco_data.make(6, 30, crowd=30, categories=5)
+    compare(gt, results, params=params)
+
+
 def test_generated_subsets():
     gt, results = coco_data.make(5, 30)
     img_ids = [im["id"] for im in gt["images"]][::3] + [10**9]  # an id without an image
     cat_ids = [c["id"] for c in gt["categories"]][:20] + [999]  # a category only in the results
     compare(gt, results, params={"imgIds": img_ids, "catIds": cat_ids})
     compare(gt, results, params={"catIds": cat_ids[::-1], "useCats": 0})
+
+
+def test_group_and_score_orders_are_lexsorts():
+    """The compiled orderings (radix and bucket passes) against np.lexsort, the plain
+    definition: ties, -0.0 with 0.0, infinities, tiny and huge scores, entries left out."""
+    from fastiou.backends.numba_cpu import coco as kernels
+
+    rng = np.random.default_rng(7)
+    values = np.array([0.0, -0.0, 1.5, -2.0, 0.25, 1e-300, -1e-300, 5e300, np.inf, -np.inf])
+    for trial in range(20):
+        n = int(rng.integers(0, 400))
+        n_cat, n_img = int(rng.integers(1, 9)), int(rng.integers(1, 30))
+        s = rng.choice(values, n) if trial % 2 else np.round(rng.normal(size=n), 1)
+        cat, img = rng.integers(-1, n_cat, n), rng.integers(-1, n_img, n)
+        k = np.maximum(cat, 0)
+        np.testing.assert_array_equal(kernels.score_order(k, n_cat, s), np.lexsort((-s, k)))
+        sel = np.flatnonzero((img >= 0) & (cat >= 0))
+        for use_cats in (True, False):
+            group = cat[sel] * n_img + img[sel] if use_cats else img[sel]
+            sub = np.zeros_like(sel) if use_cats else cat[sel]
+            for score in (s, None):
+                keys = (sel, sub, group) if score is None else (sel, sub, -s[sel], group)
+                got = kernels.group_order(img, cat, n_img, n_cat, use_cats, score)
+                np.testing.assert_array_equal(got, sel[np.lexsort(keys)])
+
+
+def test_polygons_read_in_bulk_equal_one_at_a_time():
+    gt, _ = coco_data.make(12, 8, segm=True)
+    segms = [a["segmentation"] for a in gt["annotations"]]
+    segms[3] = segms[3] + [[1, 2.5, 30, 4, 5, 60]]  # ints and floats, two polygons
+    where = list(range(len(segms)))
+    fast = coco._simple_polygons(segms, where)
+    assert fast is not None
+    for a, b in zip(fast, coco._general_polygons(segms, where, "gt")):
+        np.testing.assert_array_equal(a, b)
+    # anything else goes to the general reader (which applies pycocotools' rules or explains)
+    for odd in ([[1, 2, 3, 4, 5, 6, 7]], [[1, 2, 3, 4]], [[True, 2, 3, 4, 5, 6]],
+                [["1", 2, 3, 4, 5, 6]], [[1, 2, 3, 4, 5, np.float64(6)]], [1, 2, 3, 4, 5, 6],
+                [], [[1, 2, 3, 4, 5, 2.0**60]], [[1, 2, 3, 4, 5, float("nan")]],
+                ([1, 2, 3, 4, 5, 6],)):
+        assert coco._simple_polygons(segms[:2] + [odd], [0, 1, 2]) is None, odd
 
 
 # --------------------------------------------------------------------------------------------
