@@ -130,13 +130,13 @@ def test_gradients_match_finite_differences(op, x64):
 
 def test_no_retracing_for_repeated_shapes_and_dtypes(monkeypatch):
     traces = []
-    formula = jax_boxes._formula
+    value = jax_boxes._value
 
     def counting(*args, **kwargs):
         traces.append(kwargs.get("op", args[2] if len(args) > 2 else None))
-        return formula(*args, **kwargs)
+        return value(*args, **kwargs)
 
-    monkeypatch.setattr(jax_boxes, "_formula", counting)
+    monkeypatch.setattr(jax_boxes, "_value", counting)
     rng = np.random.default_rng(33)
     # A shape no other test uses, so the first call must trace.
     for k in range(4):

@@ -12,6 +12,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from ... import _formats
 from ..._validate import BoxPair
@@ -33,13 +34,39 @@ def _angle(w: Any, h: Any) -> Any:
     return jnp.where(ok, jnp.arctan2(jnp.where(ok, w, 1), jnp.where(ok, h, 1)), 0)
 
 
+def _prod(xs: list[Any]) -> Any:
+    return functools.reduce(jnp.multiply, xs)
+
+
+def _sum(xs: list[Any]) -> Any:
+    return functools.reduce(jnp.add, xs)
+
+
+def _columns(c: Any) -> tuple[list[Any], list[Any]]:
+    """Corner boxes ``(..., 2d)`` -> (d min-corner columns, d max-corner columns), each ``(...)``.
+
+    The formulas below work on these columns, never on a trailing axis of size d: with operands
+    ``(N, 1)`` and ``(1, M)`` every step is elementwise, and XLA fuses the whole formula into one
+    loop over the ``(N, M)`` output (a reduction over a size-2 axis would cut the fusion and
+    materialize ``(N, M, 2)`` temporaries)."""
+    d = c.shape[-1] // 2
+    return [c[..., i] for i in range(d)], [c[..., d + i] for i in range(d)]
+
+
+def _terms(c: Any) -> tuple[Any, ...]:
+    """The per-box terms of the formula: (min corners, max corners, extents, area), as columns."""
+    lo, hi = _columns(c)
+    w = [_extent(l, h) for l, h in zip(lo, hi)]
+    return lo, hi, w, _prod(w)
+
+
 def _formula(a: Any, b: Any, op: str, zd: Any) -> Any:
-    """The value of ``op`` for corner boxes ``a`` and ``b`` (broadcast against each other)."""
-    d = a.shape[-1] // 2
-    lo1, hi1, lo2, hi2 = a[..., :d], a[..., d:], b[..., :d], b[..., d:]
-    area1 = jnp.prod(_extent(lo1, hi1), axis=-1)
-    area2 = jnp.prod(_extent(lo2, hi2), axis=-1)
-    inter = jnp.prod(_extent(jnp.maximum(lo1, lo2), jnp.minimum(hi1, hi2)), axis=-1)
+    """The value of ``op`` for boxes ``a`` and ``b`` (corner boxes, or their :func:`_terms`),
+    broadcast against each other."""
+    lo1, hi1, w1, area1 = a if isinstance(a, tuple) else _terms(a)
+    lo2, hi2, w2, area2 = b if isinstance(b, tuple) else _terms(b)
+    inter = _prod([_extent(jnp.maximum(l1, l2), jnp.minimum(h1, h2))
+                   for l1, h1, l2, h2 in zip(lo1, hi1, lo2, hi2)])
     if op == "ioa":
         # (area2 - area2) is 0, or NaN when b has a NaN: keeps NaN even where area1 == 0.
         return _div(inter, area1, zd) + (area2 - area2)
@@ -47,95 +74,156 @@ def _formula(a: Any, b: Any, op: str, zd: Any) -> Any:
     iou = _div(inter, union, zd)
     if op == "iou":
         return iou
-    hull = _extent(jnp.minimum(lo1, lo2), jnp.maximum(hi1, hi2))
+    hull = [_extent(jnp.minimum(l1, l2), jnp.maximum(h1, h2))
+            for l1, h1, l2, h2 in zip(lo1, hi1, lo2, hi2)]
     if op == "giou":
-        hull_area = jnp.prod(hull, axis=-1)
+        hull_area = _prod(hull)
         return iou - _div(hull_area - union, hull_area, 0)
     # Centre distance and hull diagonal, both doubled.
-    rho2 = jnp.sum(jnp.square((lo1 + hi1) - (lo2 + hi2)), axis=-1)
-    diou = iou - _div(rho2, jnp.sum(jnp.square(hull + hull), axis=-1), 0)
+    rho2 = _sum([jnp.square((l1 + h1) - (l2 + h2)) for l1, h1, l2, h2 in zip(lo1, hi1, lo2, hi2)])
+    diou = iou - _div(rho2, _sum([jnp.square(h + h) for h in hull]), 0)
     if op == "diou":
         return diou
-    w1, w2 = _extent(lo1, hi1), _extent(lo2, hi2)
-    v = (4 / np.pi**2) * jnp.square(_angle(w2[..., 0], w2[..., 1]) - _angle(w1[..., 0], w1[..., 1]))
+    v = (4 / np.pi**2) * jnp.square(_angle(w2[0], w2[1]) - _angle(w1[0], w1[1]))
     alpha = jax.lax.stop_gradient(_div(v, 1 - iou + v, 0))
     return diou - alpha * v
 
 
 def _extreme(c: Any, big: float, tiny: float) -> Any:
     """Whether each corner box of ``c`` (..., 2d) is extreme (see ``_formats.scale_limits``)."""
-    d = c.shape[-1] // 2
-    lo, hi = c[..., :d], c[..., d:]
-    e = hi - lo
-    inside = (jnp.abs(lo) <= big) & (jnp.abs(hi) <= big)
-    return jnp.any(~inside | ((e > 0) & (e < tiny)), axis=-1)
+    out = None
+    for lo, hi in zip(*_columns(c)):
+        e = hi - lo
+        inside = (jnp.abs(lo) <= big) & (jnp.abs(hi) <= big)
+        bad = ~inside | ((e > 0) & (e < tiny))
+        out = bad if out is None else out | bad
+    return out
 
 
 def _scaled(a: Any, b: Any, op: str, zd: Any) -> Any:
     """The value of ``op`` from extents divided by the enclosing box: no overflow or
     underflow for any finite input; NaN for a NaN or infinite coordinate. DIoU's distance uses
     one scale for every axis (it is not invariant under per-axis scaling)."""
-    d = a.shape[-1] // 2
-    lo1, hi1, lo2, hi2 = a[..., :d], a[..., d:], b[..., :d], b[..., d:]
-    poison = jnp.sum(a - a, axis=-1) + jnp.sum(b - b, axis=-1)  # NaN for NaN or inf
+    (lo1, hi1), (lo2, hi2) = _columns(a), _columns(b)
+    axes = list(zip(lo1, hi1, lo2, hi2))
+    poison = _sum([l1 - l1 + (h1 - h1) for l1, h1, _, _ in axes]) + _sum(
+        [l2 - l2 + (h2 - h2) for _, _, l2, h2 in axes])  # NaN for NaN or inf
     # At 1/8 scale: no denominator passes 2**(emax - 2), so no reciprocal is subnormal (XLA
     # divides through reciprocals and flushes subnormals to zero).
-    cs = _extent(jnp.minimum(lo1, lo2) * 0.125, jnp.maximum(hi1, hi2) * 0.125)
-    e1, e2 = _extent(lo1 * 0.125, hi1 * 0.125), _extent(lo2 * 0.125, hi2 * 0.125)
-    ei = _extent(jnp.maximum(lo1, lo2) * 0.125, jnp.minimum(hi1, hi2) * 0.125)
+    cs = [_extent(jnp.minimum(l1, l2) * 0.125, jnp.maximum(h1, h2) * 0.125)
+          for l1, h1, l2, h2 in axes]
+    e1 = [_extent(l1 * 0.125, h1 * 0.125) for l1, h1, _, _ in axes]
+    e2 = [_extent(l2 * 0.125, h2 * 0.125) for _, _, l2, h2 in axes]
+    ei = [_extent(jnp.maximum(l1, l2) * 0.125, jnp.minimum(h1, h2) * 0.125)
+          for l1, h1, l2, h2 in axes]
     if op == "ioa":
-        return jnp.where(jnp.any(e1 == 0, axis=-1), zd, jnp.prod(_div(ei, e1, 0), axis=-1)) + poison
-    u1, u2 = jnp.prod(_div(e1, cs, 0), axis=-1), jnp.prod(_div(e2, cs, 0), axis=-1)
-    ui = jnp.prod(_div(ei, cs, 0), axis=-1)
+        empty = functools.reduce(jnp.logical_or, [e == 0 for e in e1])
+        return jnp.where(empty, zd, _prod([_div(i, e, 0) for i, e in zip(ei, e1)])) + poison
+    u1 = _prod([_div(e, c, 0) for e, c in zip(e1, cs)])
+    u2 = _prod([_div(e, c, 0) for e, c in zip(e2, cs)])
+    ui = _prod([_div(e, c, 0) for e, c in zip(ei, cs)])
     union = u1 + u2 - ui
     iou = _div(ui, union, zd)
     if op == "iou":
         return iou + poison
     if op == "giou":
-        hull = jnp.all(cs > 0, axis=-1).astype(iou.dtype)
+        hull = functools.reduce(jnp.logical_and, [c > 0 for c in cs]).astype(iou.dtype)
         return iou - _div(hull - union, hull, 0) + poison
-    s = jnp.max(cs, axis=-1, keepdims=True)
-    offset = (lo1 * 0.0625 + hi1 * 0.0625) - (lo2 * 0.0625 + hi2 * 0.0625)
-    rho2 = jnp.sum(jnp.square(_div(offset, s, 0)), axis=-1)
-    diou = iou - _div(rho2, jnp.sum(jnp.square(_div(cs, s, 0)), axis=-1), 0)
+    s = functools.reduce(jnp.maximum, cs)
+    offsets = [(l1 * 0.0625 + h1 * 0.0625) - (l2 * 0.0625 + h2 * 0.0625)
+               for l1, h1, l2, h2 in axes]
+    rho2 = _sum([jnp.square(_div(o, s, 0)) for o in offsets])
+    diou = iou - _div(rho2, _sum([jnp.square(_div(c, s, 0)) for c in cs]), 0)
     if op == "diou":
         return diou + poison
-    v = (4 / np.pi**2) * jnp.square(_angle(e2[..., 0], e2[..., 1]) - _angle(e1[..., 0], e1[..., 1]))
+    v = (4 / np.pi**2) * jnp.square(_angle(e2[0], e2[1]) - _angle(e1[0], e1[1]))
     alpha = jax.lax.stop_gradient(_div(v, 1 - iou + v, 0))
     return diou - alpha * v + poison
 
 
-def _value(a: Any, b: Any, op: str, zd: Any, limits: tuple[float, float]) -> Any:
+def _value(a: Any, b: Any, op: str, zd: Any, limits: tuple[float, float], rows: int = 0) -> Any:
     """``op`` of corner boxes ``a`` and ``b``: the plain formula, except for the pairs with an
-    extreme box, computed by :func:`_scaled` (which runs only when some box needs it). The plain
-    formula sees a unit box in place of each extreme box, so its gradients stay finite."""
-    xa, xb = _extreme(a, *limits), _extreme(b, *limits)
-    half = a.shape[-1] // 2
-    unit = jnp.asarray([0] * half + [1] * half, a.dtype)
-    plain = _formula(jnp.where(xa[..., None], unit, a), jnp.where(xb[..., None], unit, b), op, zd)
-    return jax.lax.cond(
-        jnp.any(xa) | jnp.any(xb),
-        lambda: jnp.where(xa | xb, _scaled(a, b, op, zd), plain),
-        lambda: plain,
-    )
+    extreme box, computed by :func:`_scaled`. The usual case (no extreme box anywhere, found by
+    one fused ``any`` per set; no per-box flags are stored) runs the plain formula alone.
+    Otherwise the plain formula sees a unit box in place of each extreme box, so its gradients
+    stay finite.
+
+    ``rows > 0`` (pairwise only: ``a (N, 1, 2d)``, ``b (M, 2d)``, ``N % rows == 0``) computes the
+    ``(N, M)`` output ``rows`` rows at a time under ``lax.map`` (see :func:`_row_block`); the
+    per-box terms (columns, extents, areas) are made once, outside the loop, so each step reads
+    them from contiguous arrays instead of recomputing them for every pair."""
+    n = a.shape[0]
+
+    def run(fn: Any, xs: Any) -> Any:
+        if not rows:
+            return fn(xs)
+        blocks = jax.tree_util.tree_map(
+            lambda x: x.reshape((n // rows, rows) + x.shape[1:]), xs)
+        return lax.map(fn, blocks).reshape(n, b.shape[0])
+
+    def plain() -> Any:
+        if not rows:
+            return _formula(a, b, op, zd)
+        terms2 = _terms(b)
+        return run(lambda t: _formula(t, terms2, op, zd), _terms(a))
+
+    def mixed() -> Any:
+        xa, xb = _extreme(a, *limits), _extreme(b, *limits)
+        half = a.shape[-1] // 2
+        unit = jnp.asarray([0] * half + [1] * half, a.dtype)
+        a0, b0 = jnp.where(xa[..., None], unit, a), jnp.where(xb[..., None], unit, b)
+
+        def one(args: tuple[Any, Any, Any]) -> Any:
+            x, x0, ext = args
+            return jnp.where(ext | xb, _scaled(x, b, op, zd), _formula(x0, b0, op, zd))
+
+        return run(one, (a, a0, xa))
+
+    return lax.cond(jnp.any(_extreme(a, *limits)) | jnp.any(_extreme(b, *limits)), mixed, plain)
+
+
+# Formulation of the pairwise (N, M) case: None chooses by ``jax.default_backend()`` when the
+# call is traced ("rows" on CPU, "flat" elsewhere); tests set "rows" or "flat" to run either.
+FORMULATION: str | None = None
+_ROW_BLOCK = 32768  # output elements per lax.map step on CPU (an L2-sized tile)
+
+
+def _row_block(n: int, m: int, batch: tuple[int, ...], aligned: bool) -> int:
+    """Rows of the output per ``lax.map`` step, or 0 for one flat ``(..., N, M)`` loop.
+
+    XLA:CPU runs a broadcast ``(N, 1) x (1, M)`` elementwise fusion as one loop split across
+    threads, about twice as slow per element as the same formula over a tile of whole rows
+    that stays in cache (measured: 1000 x 1000, 1.8 ms flat, 0.95 ms by rows, 0.65 ms Numba).
+    The block divides N, so no padded rows are computed and no output is copied; it is the
+    largest divisor of N with at most ``_ROW_BLOCK`` elements (at least one row), and the flat
+    loop is kept where that block would be tiny (N prime and M small)."""
+    mode = FORMULATION or ("rows" if jax.default_backend() == "cpu" else "flat")
+    if mode != "rows" or aligned or batch or n < 2 or m == 0:
+        return 0
+    limit = max(1, _ROW_BLOCK // m)
+    rows = max(t for t in range(1, min(n, limit) + 1) if n % t == 0)
+    return rows if rows * m >= 512 else 0  # tiny steps: the loop overhead would dominate
 
 
 @functools.partial(
-    jax.jit, static_argnames=("op", "fmt", "aligned", "batch", "compute", "out")
+    jax.jit, static_argnames=("op", "fmt", "aligned", "batch", "compute", "out", "rows")
 )
-def _box_pair(b1, b2, zd, *, op, fmt, aligned, batch, compute, out):
+def _box_pair(b1, b2, zd, *, op, fmt, aligned, batch, compute, out, rows=0):
     a = _formats.to_corners(jnp, b1.astype(compute), fmt)
     b = _formats.to_corners(jnp, b2.astype(compute), fmt)
     a = jnp.broadcast_to(a, batch + a.shape[-2:])
     b = jnp.broadcast_to(b, batch + b.shape[-2:])
     if not aligned:
-        a, b = a[..., :, None, :], b[..., None, :, :]
+        a = a[..., :, None, :]
+        b = b if rows else b[..., None, :, :]
     limits = _formats.scale_limits(compute, a.shape[-1] // 2)
-    return _value(a, b, op, jnp.asarray(zd, compute), limits).astype(out)
+    return _value(a, b, op, jnp.asarray(zd, compute), limits, rows).astype(out)
 
 
 def box_pair(b1: Any, b2: Any, *, op: str, spec: BoxPair, zero_division: float, out: Any = None) -> Any:
+    aligned = spec.m < 0
     return _box_pair(
-        b1, b2, zero_division, op=op, fmt=spec.fmt, aligned=spec.m < 0, batch=spec.batch,
+        b1, b2, zero_division, op=op, fmt=spec.fmt, aligned=aligned, batch=spec.batch,
         compute=spec.compute.name, out=spec.out.name,
+        rows=_row_block(spec.n, spec.m, spec.batch, aligned),
     )

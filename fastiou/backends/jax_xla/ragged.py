@@ -17,7 +17,7 @@ import numpy as np
 from jax import lax
 
 from ... import _formats
-from .boxes import _value
+from .boxes import _extreme, _formula, _value
 from .masks import _ratio
 
 _INT32_MAX = 2**31 - 1
@@ -52,10 +52,16 @@ def _device_offsets(func: str, off1: np.ndarray, off2: np.ndarray,
 @functools.partial(jax.jit, static_argnames=("padded", "compute", "out"))
 def _box_pairs(c1, c2, off1, off2, start, zd, *, padded, compute, out):
     i, j = _pairs(off1, off2, start, padded)
-    a, b = c1.astype(compute)[i], c2.astype(compute)[j]
+    c1, c2 = c1.astype(compute), c2.astype(compute)
+    a, b = c1[i], c2[j]
     # box_iou's own value: the plain formula, and the scaled one for pairs with an extreme box.
+    # Whether any box is extreme is asked of the two sets, not of the gathered pairs.
     limits = _formats.scale_limits(compute, a.shape[-1] // 2)
-    return _value(a, b, "iou", jnp.asarray(zd, compute), limits).astype(out)
+    zd = jnp.asarray(zd, compute)
+    extreme = jnp.any(_extreme(c1, *limits)) | jnp.any(_extreme(c2, *limits))
+    value = lax.cond(extreme, lambda: _value(a, b, "iou", zd, limits),
+                     lambda: _formula(a, b, "iou", zd))
+    return value.astype(out)
 
 
 def box_iou(b1: Any, b2: Any, off1: np.ndarray, off2: np.ndarray, start: np.ndarray, *,

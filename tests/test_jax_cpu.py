@@ -1,0 +1,193 @@
+"""The JAX engine's two formulations of each hot path agree with the float64 reference.
+
+On CPU the JAX engine computes pairwise boxes a block of rows at a time ("rows"), counts labels
+chunk by chunk ("chunks") and counts mask intersections with shifts and adds ("swar"); on GPU/TPU
+it uses one flat broadcast ("flat"), one ``jnp.bincount`` ("bincount") and
+``lax.population_count`` ("popcount"). The choice follows ``jax.default_backend()`` when a call
+is traced; each module's ``FORMULATION`` switch forces either one, so both run here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import jax
+import jax.numpy as jnp
+
+import fastiou
+import reference as ref
+from box_cases import box_sets
+from fastiou.backends.jax_xla import boxes as jax_boxes
+from fastiou.backends.jax_xla import masks as jax_masks
+from fastiou.backends.jax_xla import semantic as jax_semantic
+
+BOX_FUNCS = {
+    "iou": fastiou.box_iou,
+    "giou": fastiou.generalized_box_iou,
+    "diou": fastiou.distance_box_iou,
+    "ciou": fastiou.complete_box_iou,
+}
+
+
+@pytest.fixture(params=("rows", "flat"))
+def box_formulation(request, monkeypatch):
+    monkeypatch.setattr(jax_boxes, "FORMULATION", request.param)
+    return request.param
+
+
+def test_row_block_divides_and_falls_back():
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(jax_boxes, "FORMULATION", "rows")
+        for n, m in [(4000, 4000), (1000, 1000), (12, 600), (250_000, 500), (59, 600)]:
+            rows = jax_boxes._row_block(n, m, (), False)
+            assert rows > 0 and n % rows == 0 and rows * m <= max(m, jax_boxes._ROW_BLOCK)
+        assert jax_boxes._row_block(100_003, 5, (), False) == 0  # prime N, M tiny: one flat loop
+        assert jax_boxes._row_block(100, 100, (3,), False) == 0  # batched: flat
+        assert jax_boxes._row_block(100, 100, (), True) == 0  # aligned: flat
+        mp.setattr(jax_boxes, "FORMULATION", "flat")
+        assert jax_boxes._row_block(4000, 4000, (), False) == 0
+
+
+@pytest.mark.parametrize("op", list(BOX_FUNCS))
+@pytest.mark.parametrize("n, m", [(12, 600), (59, 600), (7, 3)])  # rows of 12, 1; flat
+def test_box_formulations_match_reference(box_formulation, op, n, m):
+    rows = jax_boxes._row_block(n, m, (), False)
+    assert rows == {"rows": 12 if n == 12 else 1 if n == 59 else 0, "flat": 0}[box_formulation]
+    rng = np.random.default_rng(n * 1000 + m)
+    b1, b2 = box_sets(rng, (n,), (m,), dtype="float32")
+    fn = BOX_FUNCS[op]
+    got = fn(jnp.asarray(b1), jnp.asarray(b2), zero_division=0.5)
+    assert isinstance(got, jax.Array) and got.shape == (n, m) and got.dtype == jnp.float32
+    want = ref.pairwise(op, b1.astype(np.float64), b2.astype(np.float64), zero_division=0.5)
+    np.testing.assert_allclose(np.asarray(got), want, rtol=2e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("op", ["iou", "giou", "diou"])
+def test_box_formulations_with_extreme_and_nan_boxes(box_formulation, op):
+    """Extreme boxes take the scaled branch inside the row loop; NaN gives NaN for its pairs."""
+    rng = np.random.default_rng(7)
+    b1, b2 = box_sets(rng, (24,), (700,), dtype="float32")
+    b1[3] = [0, 0, 1e30, 1e30]  # past 2**61: the scaled formula
+    b1[5] = [0, 0, 10, np.nan]
+    b2[10] = [0, 0, 1e-30, 1e-30]  # a tiny non-zero extent: the scaled formula
+    got = np.asarray(BOX_FUNCS[op](jnp.asarray(b1), jnp.asarray(b2)))
+    want = ref.pairwise(op, b1.astype(np.float64), b2.astype(np.float64))
+    assert np.isnan(got[5]).all() and not np.isnan(np.delete(got, 5, axis=0)).any()
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
+
+
+def test_box_rows_under_jit_vmap_and_grad(box_formulation):
+    rng = np.random.default_rng(11)
+
+    def boxes(k: int) -> np.ndarray:  # continuous coordinates: no coincident edges (kinks)
+        lo = rng.uniform(0, 100, (2, k, 2))
+        return np.concatenate([lo, lo + rng.uniform(1, 40, (2, k, 2))], -1).astype(np.float32)
+
+    b1, b2 = boxes(16), boxes(40)  # rows: one block of 16 x 40
+    a, b = jnp.asarray(b1), jnp.asarray(b2)
+    eager = np.asarray(fastiou.generalized_box_iou(a, b))
+    mapped = jax.vmap(jax.jit(lambda x, y: fastiou.generalized_box_iou(x, y)))(a, b)
+    np.testing.assert_allclose(np.asarray(mapped), eager, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(eager, ref.pairwise("giou", b1, b2), rtol=2e-5, atol=2e-6)
+
+    def loss(x):
+        return jnp.sum(fastiou.generalized_box_iou(x, b[0]))
+
+    grad = np.asarray(jax.grad(loss)(a[0]))
+    # Central differences in float64 on the reference.
+    h, x0 = 1e-3, b1[0].astype(np.float64)
+    numeric = np.zeros_like(x0)
+    for index in np.ndindex(x0.shape):
+        up, down = x0.copy(), x0.copy()
+        up[index] += h
+        down[index] -= h
+        numeric[index] = (ref.pairwise("giou", up, b2[0]).sum()
+                          - ref.pairwise("giou", down, b2[0]).sum()) / (2 * h)
+    assert np.isfinite(grad).all()
+    np.testing.assert_allclose(grad, numeric, rtol=2e-2, atol=2e-3)
+
+
+def _confusion_reference(pred, target, c, ignore):
+    cm = np.zeros((c, c), np.int64)
+    keep = target.reshape(-1) != ignore
+    for t, p in zip(target.reshape(-1)[keep], pred.reshape(-1)[keep]):
+        cm[int(t), int(p)] += 1
+    return cm
+
+
+@pytest.mark.parametrize("formulation, chunk", [("chunks", 1000), ("chunks", 4096),
+                                                ("bincount", 1000)])
+def test_semantic_formulations_match_reference(monkeypatch, formulation, chunk):
+    """Several chunks and a tail (37 x 53 = 1961 pixels a map, 3 maps)."""
+    monkeypatch.setattr(jax_semantic, "FORMULATION", formulation)
+    monkeypatch.setattr(jax_semantic, "_CHUNK", chunk)
+    rng = np.random.default_rng(5)
+    target = rng.integers(0, 6, (3, 37, 53)).astype(np.uint8)
+    pred = rng.integers(0, 6, (3, 37, 53)).astype(np.uint8)
+    target[rng.random(target.shape) < 0.1] = 255
+    got = fastiou.confusion_matrix(jnp.asarray(pred), jnp.asarray(target), 6, ignore_index=255)
+    assert isinstance(got, jax.Array) and got.shape == (6, 6)
+    want = _confusion_reference(pred, target, 6, 255)
+    np.testing.assert_array_equal(np.asarray(got), want)
+    np.testing.assert_array_equal(np.asarray(got), fastiou.confusion_matrix(pred, target, 6,
+                                                                            ignore_index=255))
+    jitted = jax.jit(lambda p, t: fastiou.confusion_matrix(p, t, 6, ignore_index=255))
+    np.testing.assert_array_equal(np.asarray(jitted(jnp.asarray(pred), jnp.asarray(target))),
+                                  want)
+
+
+def test_semantic_chunks_out_of_range_ignored(monkeypatch):
+    monkeypatch.setattr(jax_semantic, "FORMULATION", "chunks")
+    monkeypatch.setattr(jax_semantic, "_CHUNK", 300)
+    rng = np.random.default_rng(6)
+    target = rng.integers(0, 5, (41, 29)).astype(np.int16)
+    pred = rng.integers(-1, 6, (41, 29)).astype(np.int16)  # -1 and 5 are outside [0, 5)
+    got = fastiou.confusion_matrix(jnp.asarray(pred), jnp.asarray(target), 5,
+                                   out_of_range="ignore")
+    keep = (pred >= 0) & (pred < 5)
+    want = _confusion_reference(pred[keep], target[keep], 5, ignore=-99)
+    np.testing.assert_array_equal(np.asarray(got), want)
+
+
+def _mask_reference(a, b):
+    fa = a.reshape(a.shape[0], -1).astype(np.float64)
+    fb = b.reshape(b.shape[0], -1).astype(np.float64)
+    inter = fa @ fb.T
+    union = fa.sum(1)[:, None] + fb.sum(1)[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union != 0)
+
+
+@pytest.mark.parametrize("formulation", ["swar", "popcount"])
+@pytest.mark.parametrize("shape", [(31, 992), (37, 32), (64, 64)])
+def test_mask_formulations_match_reference(monkeypatch, formulation, shape):
+    """Random masks, full masks (every byte count at its maximum: no carry between the byte or
+    16-bit lanes of the grouped sums) and empty ones; word counts with groups of 31, 1 and 16."""
+    monkeypatch.setattr(jax_masks, "FORMULATION", formulation)
+    rng = np.random.default_rng(shape[0])
+    h, w = shape
+    a = rng.random((5, h, w)) < 0.4
+    b = rng.random((6, h, w)) < 0.6
+    a[0] = True
+    b[0] = True
+    b[1] = False
+    b[2] = a[1]
+    got = fastiou.mask_iou(jnp.asarray(a), jnp.asarray(b))
+    assert isinstance(got, jax.Array) and got.shape == (5, 6) and got.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(got), _mask_reference(a, b), rtol=1e-6)
+    assert float(got[0, 0]) == 1.0 and float(got[1, 2]) == 1.0
+
+
+def test_mask_group_sizes(monkeypatch):
+    monkeypatch.setattr(jax_masks, "FORMULATION", "swar")
+    assert jax_masks._group(31 * 992 // 32, 10, 10) == 31
+    assert jax_masks._group(2048, 10, 10) == 16
+    assert jax_masks._group(9600, 10, 10) == 30
+    assert jax_masks._group(37, 10, 10) == 1
+    assert jax_masks._group(2048, 5, 10) == 0  # column tiles: population_count
+    monkeypatch.setattr(jax_masks, "FORMULATION", "popcount")
+    assert jax_masks._group(2048, 10, 10) == 0
+    monkeypatch.setattr(jax_masks, "FORMULATION", None)  # by the backend: CPU here
+    assert jax.default_backend() == "cpu"
+    assert jax_masks._group(2048, 200, 200) == 16  # many columns: swar
+    assert jax_masks._group(9600, 50, 50) == 0  # few columns: population_count
