@@ -290,6 +290,38 @@ def test_out_of_range_ignore_equals_dropping_the_pixels(engine):
         engine.call(fastiou.confusion_matrix, pred, target, num_classes=5, ignore_index=255)
 
 
+@pytest.mark.parametrize("dtype", ["uint8", "int16"])  # label tables, labels computed
+@pytest.mark.parametrize("where", ["pred", "target"])
+@pytest.mark.parametrize("tasks", ["one", "several"])
+def test_one_out_of_range_pixel_is_found(engine, monkeypatch, dtype, where, tasks):
+    """A single label outside [0, C) anywhere in a map that is otherwise valid (or under an
+    ignored pixel, for the prediction) is found, whether the map is counted as one task on the
+    calling thread or split over several (the Numba engine's task size lowered)."""
+    if tasks == "several":
+        if engine.name != "numba":
+            pytest.skip("the task split is the Numba engine's")
+        from fastiou.backends.numba_cpu import semantic
+
+        monkeypatch.setattr(semantic, "_MIN_TASK", 1000)
+    rng = np.random.default_rng(12)
+    pred, target = label_maps(rng, (3, 47, 71), 6, dtype=dtype, ignore=255)
+    at = (2, 40, 3)
+    target[at] = 4
+    bad = pred if where == "pred" else target
+    bad[at] = 6
+    with pytest.raises(ValueError, match=rf"{where} holds 6\b"):
+        engine.call(fastiou.confusion_matrix, pred, target, num_classes=6, ignore_index=255)
+    keep = np.ones(pred.shape, bool)
+    keep[at] = False
+    got = engine.call(fastiou.confusion_matrix, pred, target, num_classes=6, ignore_index=255,
+                      out_of_range="ignore")
+    np.testing.assert_array_equal(got, ref_confusion(pred[keep], target[keep], 6, 255))
+    if where == "pred":  # the same label under an ignored pixel is not checked
+        target[at] = 255
+        got = engine.call(fastiou.confusion_matrix, pred, target, num_classes=6, ignore_index=255)
+        np.testing.assert_array_equal(got, ref_confusion(pred, target, 6, 255))
+
+
 def test_many_offending_values_are_summarized():
     target = np.arange(40, dtype=np.int32)
     with pytest.raises(ValueError, match=r"target holds 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, \.\.\. "

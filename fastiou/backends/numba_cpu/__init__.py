@@ -10,12 +10,19 @@ find the ``libtbb`` of the ``tbb`` wheel, which lands in the environment's ``lib
 this module loads it first, unless the user chose a layer. Whatever layer runs, parallel kernels
 go through :class:`ParallelKernel`, which keeps each call safe: serialized under workqueue, and in
 a child forked after GNU OpenMP started, run on the calling thread by the kernel's serial build.
+
+Start-up. The family modules (``boxes``, ``masks``, ``rle`` ...) are imported on first use, through
+the module ``__getattr__`` at the end of this file, so that a process which only computes box IoU
+never builds the dispatchers of the other families. Numba's CPU target, when it starts, would
+import ``scipy.linalg`` to learn whether BLAS is there (see :func:`_defer_scipy`).
 """
 
 from __future__ import annotations
 
 import ctypes
-import importlib.metadata
+import functools
+import importlib
+import importlib.util
 import os
 import sys
 import threading
@@ -48,6 +55,8 @@ def _load_tbb() -> None:
         return
     except OSError:
         pass
+    import importlib.metadata  # here: scanning the installed distributions takes a while
+
     try:
         files = importlib.metadata.distribution("tbb").files or ()
     except importlib.metadata.PackageNotFoundError:
@@ -62,6 +71,48 @@ def _load_tbb() -> None:
 
 
 _load_tbb()
+
+
+def _defer_scipy() -> None:
+    """Keep Numba's start from importing ``scipy.linalg`` (a tenth of a second or more).
+
+    When Numba's CPU target starts it imports ``numba.np.arraymath``, whose ``_check_blas()``
+    imports ``scipy.linalg.cython_blas`` only to record whether BLAS exists (it then picks BLAS
+    or a plain loop inside ``np.correlate`` and ``np.convolve``). Here that module is imported
+    first, with the check answered by whether ``scipy.linalg`` can be found, without running
+    it. Numba's linear algebra (``np.dot``, ``np.linalg.*`` in jitted code) is unaffected:
+    compiling it calls the real ``ensure_blas()``, which imports SciPy then. Nothing is done
+    when Numba's target has started already, when SciPy's linalg is loaded anyway, or when
+    Numba's internals differ from these.
+    """
+    if "numba.np.arraymath" in sys.modules or "scipy.linalg" in sys.modules:
+        return
+    try:
+        from numba.np import linalg
+    except ImportError:
+        return
+    real = getattr(linalg, "ensure_blas", None)
+    if real is None:
+        return
+
+    def found() -> None:
+        try:
+            spec = importlib.util.find_spec("scipy.linalg")  # imports ``scipy`` only
+        except (ImportError, ValueError):
+            spec = None
+        if spec is None:
+            raise ImportError("scipy.linalg")
+
+    linalg.ensure_blas = found
+    try:
+        from numba.np import arraymath
+    finally:
+        linalg.ensure_blas = real
+    if getattr(arraymath, "ensure_blas", None) is found:
+        arraymath.ensure_blas = real
+
+
+_defer_scipy()
 
 
 class _Launch:
@@ -84,11 +135,19 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 class ParallelKernel:
     """A ``parallel=True`` build of a function and its serial twin; calling it runs whichever
     is safe in this process and thread (see the module docstring). Other attributes are those
-    of the parallel dispatcher."""
+    of the parallel dispatcher. Each build's dispatcher is made on first use (making one costs
+    a fraction of a millisecond, and a process rarely needs both)."""
 
     def __init__(self, fn: Callable[..., Any]) -> None:
-        self.parallel = _njit(fn, parallel=True)
-        self.serial = _njit(variant(fn, fn.__name__ + "_serial"), parallel=False)
+        self._fn = fn
+
+    @functools.cached_property
+    def parallel(self) -> Any:
+        return _njit(self._fn, parallel=True)
+
+    @functools.cached_property
+    def serial(self) -> Any:
+        return _njit(variant(self._fn, self._fn.__name__ + "_serial"), parallel=False)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if _Launch.serial_only:
@@ -99,7 +158,7 @@ class ParallelKernel:
             return self.parallel(*args, **kwargs)
 
     def __getattr__(self, attr: str) -> Any:
-        if attr in ("parallel", "serial"):  # not set yet (e.g. while unpickling)
+        if attr == "_fn" or attr.startswith("__"):  # not set yet (e.g. while unpickling)
             raise AttributeError(attr)
         return getattr(self.parallel, attr)
 
@@ -168,12 +227,28 @@ def describe() -> str:
     return f"numba {numba.__version__}, {numba.get_num_threads()} threads, threading layer {layer}"
 
 
-# Family modules (they import ``kernel`` from here).
-from .boxes import box_pair  # noqa: E402
-from . import semantic  # noqa: E402
-from .masks import mask_boxes, mask_pair, pack_masks  # noqa: E402
-from .matching import match  # noqa: E402  (COCO greedy and optimal matching)
-from . import rle  # noqa: E402  (host-side COCO RLE loops behind fastiou.rle)
-from . import reductions  # noqa: E402  (fused max / top-k / pairs)
-from . import ragged  # noqa: E402  (segmented IoU: many images in one call)
-from . import coco  # noqa: E402  (COCO evaluation loops behind fastiou.coco)
+# Family modules (they import ``kernel`` from here), imported on first use: ``engine.rle``,
+# ``engine.box_pair`` ... resolve through ``__getattr__``.
+_FAMILIES = ("boxes", "semantic", "masks", "matching", "rle", "reductions", "ragged", "coco")
+_FUNCTIONS = {
+    "box_pair": "boxes",
+    "mask_boxes": "masks",
+    "mask_pair": "masks",
+    "pack_masks": "masks",
+    "match": "matching",  # COCO greedy and optimal matching
+}
+
+
+def __getattr__(attr: str) -> Any:
+    if attr in _FAMILIES:
+        return importlib.import_module(f"{__name__}.{attr}")
+    family = _FUNCTIONS.get(attr)
+    if family is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{family}"), attr)
+    globals()[attr] = value  # found directly from now on
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_FAMILIES, *_FUNCTIONS})

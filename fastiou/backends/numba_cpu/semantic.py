@@ -18,6 +18,7 @@ in quarters, and only the quarters that cross it are counted pixel by pixel.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numba
@@ -110,8 +111,10 @@ def _count(pred, target, c, ignore, has_ignore, rows, cols, private):
         _count_range(pred[lo:hi], target[lo:hi], c, ignore, has_ignore, rows, cols, private[k])
 
 
+@functools.lru_cache(maxsize=64)
 def _tables(pred: np.dtype, target: np.dtype, spec: LabelSpec) -> tuple[Any, Any]:
-    """Row and column offsets of every byte value for one-byte labels, else None."""
+    """Row and column offsets of every byte value for one-byte labels, else None (cached: the
+    kernels only read them)."""
     c = spec.num_classes
 
     def values(dtype: np.dtype) -> np.ndarray:
@@ -135,16 +138,23 @@ def confusion_counts(pred: np.ndarray, target: np.ndarray, spec: LabelSpec) -> n
     p, t = flat_pair(np, pred, target)
     c = spec.num_classes
     bins = (c + 2) * (c + 1)
-    tasks = max(1, min(4 * numba.get_num_threads(), p.shape[0] // _MIN_TASK, _MAX_PRIVATE // bins))
-    private = np.zeros((tasks, bins), dtype=np.int64)
+    # Fewer than two tasks' worth of pixels: one task on the calling thread, without asking
+    # Numba for its thread count (which would start the thread pool).
+    tasks = p.shape[0] // _MIN_TASK
+    if tasks > 1:
+        tasks = min(4 * numba.get_num_threads(), tasks, _MAX_PRIVATE // bins)
+    private = np.zeros((max(tasks, 1), bins), dtype=np.int64)
     ignore = spec.ignore_index if spec.ignore_active else 0
     args = (np.int64(c), t.dtype.type(ignore), spec.ignore_active, *_tables(p.dtype, t.dtype, spec))
-    if tasks == 1:  # no thread pool for one task: on a busy machine waking it costs milliseconds
+    if tasks <= 1:  # no thread pool for one task: on a busy machine waking it costs milliseconds
         _count_range(p, t, *args, private[0])
         h = private[0]
     else:
         _count(p, t, *args, private)
         h = private.sum(axis=0)
     h = h.reshape(c + 2, c + 1)
-    out_of_range = h[c + 1].sum() + h[:c, c].sum()
-    return np.concatenate([h[:c, :c].ravel(), [h[c].sum(), out_of_range]])
+    out = np.empty(spec.bins, dtype=np.int64)
+    out[: c * c].reshape(c, c)[...] = h[:c, :c]
+    out[c * c] = h[c].sum()  # ignored
+    out[c * c + 1] = p.shape[0] - out[c * c] - h[:c, :c].sum()  # a label outside [0, C)
+    return out

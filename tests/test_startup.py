@@ -1,0 +1,221 @@
+"""Start-up: what ``import fastiou`` and the first calls load, with an empty and a filled Numba
+cache.
+
+Each check that depends on what a process has imported runs in a new interpreter. No timings are
+asserted (benchmarks/startup.py measures them); what is checked is the work each step does: the
+modules imported, the family modules built, the kernels compiled or loaded from the cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ENGINE_ROOTS = ("numba", "llvmlite", "jax", "jaxlib", "cupy", "scipy", "dask")
+FAMILIES = {"boxes", "semantic", "masks", "matching", "rle", "reductions", "ragged", "coco"}
+
+
+def run_python(script: str, **env: str) -> dict:
+    """Run ``script`` in a new interpreter from the repository root; its last line as JSON."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
+    full["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    full.update(env)
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True,
+                          text=True, timeout=600, env=full, cwd=ROOT)
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr[-3000:]}"
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_import_loads_no_engine():
+    """``import fastiou`` imports NumPy and fastiou's own modules: no Numba, jax, CuPy, SciPy,
+    Dask, and no backend package."""
+    got = run_python(f"""
+        import json, sys
+        import fastiou
+        print(json.dumps(sorted(m for m in sys.modules
+                                if m.split(".")[0] in {ENGINE_ROOTS!r}
+                                or m.startswith("fastiou.backends."))))
+    """)
+    assert got == []
+
+
+# The first calls of two families, compared with float64 / bincount references written here.
+FIRST_CALLS = """
+    import json, sys
+    import numpy as np
+    import fastiou
+
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 50, (2, 12, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(1, 30, (2, 12, 2))], axis=-1).astype(np.float32)
+    a, b = boxes.astype(np.float64)
+    lo = np.maximum(a[:, None, :2], b[None, :, :2])
+    hi = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(hi - lo, 0, None), axis=-1)
+    area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])
+    iou_ref = inter / (area(a)[:, None] + area(b)[None, :] - inter)
+    iou = fastiou.box_iou(boxes[0], boxes[1])
+
+    pred = rng.integers(0, 5, (40, 50), dtype=np.uint8)
+    target = rng.integers(0, 5, (40, 50), dtype=np.uint8)
+    target[rng.random(target.shape) < 0.1] = 255
+    keep = target != 255
+    cm_ref = np.bincount(target[keep].astype(np.int64) * 5 + pred[keep], minlength=25)
+    cm = fastiou.confusion_matrix(pred, target, 5, ignore_index=255)
+
+    from fastiou.backends.numba_cpu import semantic
+    stats = semantic._count_range.stats
+    print(json.dumps({
+        "iou_ok": iou.dtype == np.float32 and bool(np.allclose(iou, iou_ref, rtol=1e-6, atol=0)),
+        "cm_ok": cm.dtype == np.int64 and cm.tolist() == cm_ref.reshape(5, 5).tolist(),
+        "families": sorted(m.rsplit(".", 1)[1] for m in sys.modules
+                           if m.startswith("fastiou.backends.numba_cpu.")),
+        "scipy_linalg": "scipy.linalg" in sys.modules,
+        "count_parallel_built": "parallel" in vars(semantic._count),
+        "cache_hits": sum(stats.cache_hits.values()),
+        "cache_misses": sum(stats.cache_misses.values()),
+    }))
+"""
+
+
+def test_first_calls_with_an_empty_then_a_filled_cache(tmp_path):
+    """In a new interpreter whose Numba cache is an empty folder, the first box IoU and confusion
+    matrix are right, build only their own family modules, make no parallel build for a small
+    label map, and import no ``scipy.linalg``; a second interpreter finds the kernels in that
+    cache."""
+    cache = str(tmp_path / "numba-cache")
+    for run, (hits, misses) in enumerate([(0, 1), (1, 0)]):
+        got = run_python(FIRST_CALLS, NUMBA_CACHE_DIR=cache)
+        assert got["iou_ok"] and got["cm_ok"], (run, got)
+        # boxes and semantic, nothing of the other families
+        assert set(got["families"]) & FAMILIES == {"boxes", "semantic"}, got["families"]
+        assert not got["scipy_linalg"]
+        assert not got["count_parallel_built"]
+        assert (min(got["cache_hits"], 1), min(got["cache_misses"], 1)) == (hits, misses), got
+    assert any(Path(cache).rglob("*.nbi"))  # the cache is where NUMBA_CACHE_DIR says
+
+
+def test_numba_linear_algebra_still_works_after_fastiou():
+    """fastiou keeps Numba's start from importing scipy.linalg; a user's own jitted ``np.dot``
+    still compiles afterwards (importing SciPy then) and is right."""
+    got = run_python("""
+        import json, sys
+        import numpy as np
+        import fastiou
+        fastiou.confusion_matrix(np.zeros(8, np.uint8), np.zeros(8, np.uint8), 2)
+        before = "scipy.linalg" in sys.modules
+        import numba
+        dot = numba.njit(lambda x, y: np.dot(x, y))
+        x, y = np.arange(12.0).reshape(3, 4), np.arange(8.0).reshape(4, 2)
+        ok = bool(np.array_equal(dot(x, y), x @ y))  # compiled here
+        print(json.dumps({"before": before, "after": "scipy.linalg" in sys.modules, "ok": ok}))
+    """)
+    assert got == {"before": False, "after": True, "ok": True}
+
+
+def test_numba_engine_works_without_scipy():
+    """SciPy is optional: where it cannot be imported, Numba records that there is no BLAS and
+    the Numba engine works as before."""
+    got = run_python("""
+        import importlib.abc, json, sys
+        import numpy as np
+
+        class NoScipy(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name == "scipy" or name.startswith("scipy."):
+                    raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+                return None
+
+        sys.meta_path.insert(0, NoScipy())
+        import fastiou
+        pred, target = np.array([0, 1, 1], np.uint8), np.array([0, 1, 0], np.uint8)
+        cm = fastiou.confusion_matrix(pred, target, 2)
+        from numba.np import arraymath
+        print(json.dumps({"cm": cm.tolist(), "blas": arraymath._HAVE_BLAS,
+                          "scipy": any(m.split(".")[0] == "scipy" for m in sys.modules)}))
+    """)
+    assert got == {"cm": [[1, 1], [0, 1]], "blas": False, "scipy": False}
+
+
+# --------------------------------------------------------------------------------------------
+# Family modules resolve on first use, on every engine
+
+
+COMMON_NAMES = ("box_pair", "mask_pair", "pack_masks", "mask_boxes", "match", "semantic",
+                "reductions", "ragged")
+
+
+@pytest.mark.parametrize("package", ["numba_cpu", "jax_xla", "cupy_cuda"])
+def test_backend_names_resolve(package):
+    """What the public modules reach through ``engine.<name>`` exists on every engine's package
+    (the Numba one imports its family modules on first use)."""
+    import importlib
+    import types
+
+    module = importlib.import_module(f"fastiou.backends.{package}")
+    for name in COMMON_NAMES:
+        value = getattr(module, name)
+        assert callable(value) or isinstance(value, types.ModuleType), name
+    if package == "numba_cpu":
+        for name in ("rle", "coco", "matching", "boxes", "masks"):
+            assert getattr(module, name) is sys.modules[f"{module.__name__}.{name}"]
+        assert module.box_pair is module.boxes.box_pair
+        assert module.match is module.matching.match
+        assert module.pack_masks is module.masks.pack_masks
+        assert FAMILIES <= set(dir(module))
+
+
+def test_unknown_backend_attribute_is_an_attribute_error():
+    from fastiou.backends import numba_cpu
+
+    with pytest.raises(AttributeError, match="fastiou.backends.numba_cpu' has no attribute 'nope'"):
+        numba_cpu.nope  # noqa: B018
+    assert not hasattr(numba_cpu, "box_iou")  # a public name, not a backend one
+
+
+def _twin_source(x):  # a module-level function, as the family modules' kernels are
+    return x + 1
+
+
+def test_parallel_kernel_builds_each_twin_on_first_use():
+    """A ParallelKernel makes no dispatcher until one is needed, then exactly that one."""
+    from fastiou.backends.numba_cpu import ParallelKernel
+
+    k = ParallelKernel(_twin_source)
+    assert "parallel" not in vars(k) and "serial" not in vars(k)
+    assert k.py_func is _twin_source  # forwarded to the parallel dispatcher, built for it
+    assert "parallel" in vars(k) and "serial" not in vars(k)
+    assert k.serial.py_func.__name__ == "_twin_source_serial"
+    assert k.serial is k.serial and k.parallel is k.parallel
+    with pytest.raises(AttributeError):
+        k.not_an_attribute  # noqa: B018
+
+
+def test_label_tables_are_shared_and_not_written():
+    """The 256-entry label tables of one-byte maps are cached per (dtypes, options); counting
+    leaves them as they were."""
+    import fastiou
+    from fastiou import _validate
+    from fastiou.backends.numba_cpu import semantic
+
+    pred = np.array([[0, 1, 2, 255]], np.uint8)
+    target = np.array([[0, 1, 255, 3]], np.uint8)
+    spec = _validate.label_spec("t", pred, target, 3, 255, "ignore")
+    rows, cols = semantic._tables(pred.dtype, target.dtype, spec)
+    rows_before, cols_before = rows.copy(), cols.copy()
+    got = fastiou.confusion_matrix(pred, target, 3, ignore_index=255, out_of_range="ignore")
+    np.testing.assert_array_equal(got, [[1, 0, 0], [0, 1, 0], [0, 0, 0]])
+    assert semantic._tables(pred.dtype, target.dtype, spec)[0] is rows
+    np.testing.assert_array_equal(rows, rows_before)
+    np.testing.assert_array_equal(cols, cols_before)
+    # the table of a target byte: row offset (C + 1) * label, C for ignored, C + 1 outside
+    np.testing.assert_array_equal(rows[[0, 2, 3, 255]], np.array([0, 2, 4, 3]) * 4)
+    np.testing.assert_array_equal(cols[[0, 2, 3, 255]], [0, 2, 3, 3])
