@@ -6,6 +6,7 @@ Imports no engine: it reads only ``.shape``, ``.ndim`` and ``.dtype``, which eve
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, NamedTuple
 
@@ -276,9 +277,16 @@ def label_spec(
     raise_ = out_of_range(func, mode)
     active = False
     if ignore is not None:
-        info = np.iinfo(np.dtype(target.dtype))
-        active = info.min <= ignore <= info.max
+        low, high = _integer_range(np.dtype(target.dtype))
+        active = low <= ignore <= high
     return LabelSpec(c, ignore, active, raise_)
+
+
+@functools.lru_cache(maxsize=None)
+def _integer_range(dtype: np.dtype) -> tuple[int, int]:
+    """(min, max) of an integer dtype (``np.iinfo`` costs microseconds a call)."""
+    info = np.iinfo(dtype)
+    return int(info.min), int(info.max)
 
 
 def outside_labels(x: Any, classes: int) -> Any:
@@ -392,7 +400,7 @@ def mask_array(func: str, name: str, x: Any, *, threshold: Any, min_ndim: int) -
                 f"({describe(x)}), which is used as given; pass threshold=None"
             )
         rule = "threshold"
-    elif is_float_dtype(dtype):
+    elif dtype.kind not in "biu" and is_float_dtype(dtype):
         raise ValueError(
             f"{func}: {name} holds floating values ({describe(x)}); pass threshold= (foreground "
             "is value >= threshold), or give bool or integer masks (non-zero is foreground)"
@@ -425,7 +433,8 @@ def mask_pair(
             f"{tuple(shape1)} and {tuple(shape2)}"
         )
     try:
-        batch = tuple(np.broadcast_shapes(tuple(shape1[:-3]), tuple(shape2[:-3])))
+        lead1, lead2 = tuple(shape1[:-3]), tuple(shape2[:-3])
+        batch = lead1 if lead1 == lead2 else tuple(np.broadcast_shapes(lead1, lead2))
     except ValueError:
         raise ValueError(
             f"{func}: the leading (batch) dimensions of masks1 and masks2 must broadcast, got "

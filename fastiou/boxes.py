@@ -32,6 +32,7 @@ Degenerate cases (the same on every engine)
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -79,10 +80,23 @@ def _integer_range(func: str, engine: Any, arrays: dict[str, Array], compute: An
             )
 
 
+@functools.cache
+def _fast_pair() -> Any:
+    return _dispatch.load("numba").boxes.box_pair_fast
+
+
 def _pair(
     func: str, op: str, boxes1: Array, boxes2: Array, *, fmt: str, aligned: bool,
     zero_division: float, backend: str | None, out: Array | None, dims: tuple[int, ...] = (2, 3),
 ) -> Array:
+    if (type(boxes1) is np.ndarray and type(boxes2) is np.ndarray and backend is None
+            and type(fmt) is str and fmt == "xyxy" and type(zero_division) is float
+            and (aligned is False or aligned is True)):
+        # The common NumPy call: a few checks and one compiled call (the Numba engine decides
+        # whether it can take it; None sends it through the general path below).
+        result = _fast_pair()(op, boxes1, boxes2, zero_division, aligned, out, dims)
+        if result is not None:
+            return result
     engine = _dispatch.backend_for(func, {"boxes1": boxes1, "boxes2": boxes2, "out": out}, backend)
     b1, b2 = engine.asarray(boxes1), engine.asarray(boxes2)
     spec = _validate.box_pair(

@@ -172,9 +172,10 @@ def test_numba_kernels_are_cached_on_disk():
         "for fn in (fastiou.box_iou, fastiou.generalized_box_iou, fastiou.complete_box_iou):\n"
         "    fn(a, a); fn(a, a, aligned=True)\n"
         "fastiou.box_ioa(np.zeros((2, 6)), np.ones((3, 6)))\n"
-        "used = [k._PAIRWISE['iou', 2], k._ALIGNED['iou', 2], k._PAIRWISE['giou', 2],\n"
-        "        k._ALIGNED['giou', 2], k._PAIRWISE['ciou', 2], k._ALIGNED['ciou', 2],\n"
-        "        k._PAIRWISE['ioa', 3]]\n"
+        "used = [k._PAIRWISE['iou', 2].serial, k._ALIGNED['iou', 2].serial,\n"
+        "        k._PAIRWISE['giou', 2].serial, k._ALIGNED['giou', 2].serial,\n"
+        "        k._PAIRWISE['ciou', 2].serial, k._ALIGNED['ciou', 2].serial,\n"
+        "        k._PAIRWISE['ioa', 3].serial]\n"
         "print(json.dumps([[sum(f.stats.cache_hits.values()), sum(f.stats.cache_misses.values())]\n"
         "                  for f in used]))"
     )

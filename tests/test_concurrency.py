@@ -31,9 +31,11 @@ COMMON = textwrap.dedent(
     import numpy as np
     import fastiou
     from fastiou.backends import numba_cpu
-    from fastiou.backends.numba_cpu import masks as nb_masks, rle as nb_rle, semantic as nb_sem
+    from fastiou.backends.numba_cpu import boxes as nb_boxes, masks as nb_masks, rle as nb_rle
+    from fastiou.backends.numba_cpu import semantic as nb_sem
 
-    nb_masks.PARALLEL_WORK = 1  # small inputs take the parallel kernels
+    nb_boxes.PARALLEL_PAIRS = 1  # small inputs take the parallel kernels
+    nb_masks.PARALLEL_WORK = 1
     nb_rle.PARALLEL_WORK = 1
     nb_sem._MIN_TASK = 1024
 

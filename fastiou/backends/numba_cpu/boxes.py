@@ -1,14 +1,22 @@
 """Box IoU family on the Numba engine.
 
-Boxes are first turned into columns (structure of arrays: corners, then area, then the CIoU aspect
-angle) so that the pairwise inner loop reads each coordinate contiguously and vectorizes; the
-aligned kernel reads the corners in one pass. The per-pair formulas are small functions shared by
-both.
+One compiled call per result. The pairwise kernel turns the second set into columns (structure of
+arrays: corners, then area, then the CIoU aspect angle) so that the inner loop reads each
+coordinate contiguously and vectorizes; the aligned kernel reads the corners in one pass. Both
+find the extreme boxes themselves and compute their pairs again by ``_scaled``. The per-pair
+formulas are small functions shared by both (and by the reductions, segmented and matching
+kernels). Small calls run the serial build on the calling thread, large ones the parallel build.
+
+:func:`box_pair_fast` takes the common call (2-D C-contiguous 'xyxy' float32/float64 NumPy arrays
+of one dtype) with a few attribute checks; :func:`box_pair` is the general path, after
+``_validate.box_pair``.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from typing import Any
 
 import numba
 import numpy as np
@@ -234,16 +242,6 @@ def _extreme(lo, hi, k):
 
 
 @kernel()
-def _flags(f, dims, k, flags):
-    """flags[i] = whether box i of flat corners ``f`` (K * 2 dims,) is extreme."""
-    for i in range(flags.shape[0]):
-        bad = False
-        for d in range(dims):
-            bad |= _extreme(f[i * 2 * dims + d], f[i * 2 * dims + dims + d], k)
-        flags[i] = bad
-
-
-@kernel()
 def _extreme_row2(f, i, k):
     at = i * _U[4]
     return _extreme(f[at], f[at + _U[2]], k) | _extreme(f[at + _U[1]], f[at + _U[3]], k)
@@ -313,58 +311,82 @@ def _scaled(f, i, g, j, dims, op, k):
     return diou - _div0(v, k[2] - iou + v) * v + poison
 
 
-@kernel(parallel=True)
-def _rescale_pairwise(f1, f2, dims, op, k, rows, cols, out):
-    """Recompute the pairs of the extreme boxes: flat rows ``rows`` of set 1 (every column of
-    their batch), flat rows ``cols`` of set 2 (every row of their batch); out (B, N, M)."""
-    n, m = out.shape[1], out.shape[2]
-    for t in numba.prange(rows.shape[0]):
-        b, i = divmod(rows[t], n)
-        for j in range(m):
-            out[b, i, j] = _scaled(f1, rows[t], f2, b * m + j, dims, op, k)
-    for t in numba.prange(cols.shape[0]):
-        b, j = divmod(cols[t], m)
-        for i in range(n):
-            out[b, i, j] = _scaled(f1, b * n + i, f2, cols[t], dims, op, k)
-
-
-@kernel(parallel=True)
-def _rescale_aligned(f1, f2, dims, op, k, pairs, out):
-    for t in numba.prange(pairs.shape[0]):
-        out[pairs[t]] = _scaled(f1, pairs[t], f2, pairs[t], dims, op, k)
-
-
 # --------------------------------------------------------------------------------------------
-# Drivers, one pairwise and one aligned kernel per (op, dims), made from the formulas above.
+# Drivers, one pairwise and one aligned kernel per (op, dims), made from the formulas above. Each
+# finds the extreme boxes itself and computes their pairs by ``_scaled``, so that one compiled
+# call, with no temporaries of the output's size, gives the whole result.
 
 _CHUNK = 4096  # columns per task, so that one row of a wide matrix still spreads over threads
+_RUN = 1024  # aligned pairs per task
+
+# The two driver templates call ``row``, ``load``, ``pair`` and ``extreme`` and read ``ROWS``,
+# ``DIMS`` and ``OP``, which are not module globals: each (op, dims) gets its own copy of the
+# template whose globals bind them (see ``variant``); integer globals are compile-time constants.
 
 
-# The two driver templates call ``load``/``row`` and ``pair``, which are not module globals: each
-# (op, dims) gets its own copy of the template whose globals bind them (see ``variant``).
-
-
-def _pairwise_template(a, c, consts, out):  # a (B, R, N) and c (B, R, M) columns, out (B, N, M)
-    n, m = out.shape[1], out.shape[2]
+def _pairwise_template(b1, b2, consts, out):
+    """b1 (..., N, 2d) and b2 (..., M, 2d): C-contiguous corners in the compute dtype, with the
+    same number B of batch elements (2-D, or 3-D with B first); out (..., N, M), B * N * M."""
+    n, m = b1.shape[-2], b2.shape[-2]
+    if out.size == 0:
+        return
+    batches = out.size // (n * m)
+    f1, f2 = b1.reshape(-1), b2.reshape(-1)
+    grid = out.reshape(batches, n, m)
+    k = (consts[0], consts[1], consts[2], consts[3], consts[4], consts[5], consts[6])
+    # Set 2 as columns (B, ROWS, M), so that the inner loop vectorizes, and the flat indices of
+    # its extreme boxes in ascending order: bad[first[b]:first[b + 1]] are those of batch b.
+    cols = np.empty((batches, ROWS, m), dtype=b2.dtype)  # noqa: F821
+    bad = np.empty(batches * m, dtype=np.int64)
+    first = np.zeros(batches + 1, dtype=np.int64)
+    count = 0
+    for b in range(batches):
+        for j in range(m):
+            at = b * m + j
+            q = row(f2, np.uint64(at))  # noqa: F821
+            for r in range(ROWS):  # noqa: F821
+                cols[b, r, j] = q[r]
+            if extreme(f2, np.uint64(at), k):  # noqa: F821
+                bad[count] = at
+                count += 1
+        first[b + 1] = count
     chunks = (m + _CHUNK - 1) // _CHUNK
-    k = (consts[0], consts[1], consts[2])
-    for task in numba.prange(out.shape[0] * n * chunks):
-        row, chunk = divmod(np.int64(task), chunks)  # prange may count unsigned
-        b, i = divmod(row, n)
-        p = load(a[b], i)  # noqa: F821
-        cb = c[b]
-        dst = out[b, i]
-        # An unsigned column index spares the negative-index check, so the loop vectorizes.
-        for j in range(np.uint64(chunk * _CHUNK), np.uint64(min(m, (chunk + 1) * _CHUNK))):
-            dst[j] = pair(p, load(cb, j), k)  # noqa: F821
+    for task in numba.prange(batches * n * chunks):
+        flat_row, chunk = divmod(np.int64(task), chunks)  # prange may count unsigned
+        b, i = divmod(flat_row, n)
+        lo, hi = chunk * _CHUNK, min(m, (chunk + 1) * _CHUNK)
+        dst = grid[b, i]
+        if extreme(f1, np.uint64(flat_row), k):  # noqa: F821
+            for j in range(lo, hi):
+                dst[j] = _scaled(f1, flat_row, f2, b * m + j, DIMS, OP, k)  # noqa: F821
+        else:
+            p = row(f1, np.uint64(flat_row))  # noqa: F821
+            cb = cols[b]
+            # An unsigned column index spares the negative-index check, so the loop vectorizes.
+            for j in range(np.uint64(lo), np.uint64(hi)):
+                dst[j] = pair(p, load(cb, j), k)  # noqa: F821
+            for t in range(first[b], first[b + 1]):
+                j = bad[t] - b * m
+                if lo <= j < hi:
+                    dst[j] = _scaled(f1, flat_row, f2, bad[t], DIMS, OP, k)  # noqa: F821
 
 
-def _aligned_template(f1, f2, consts, out, flags):  # f1, f2 flat (K * 2d,) corners, out (K,)
-    k = (consts[0], consts[1], consts[2], consts[3], consts[4])
-    for i in numba.prange(out.shape[0]):
-        u = np.uint64(i)
-        out[u] = pair(row(f1, u), row(f2, u), k)  # noqa: F821
-        flags[u] = extreme(f1, u, k) | extreme(f2, u, k)  # noqa: F821
+def _aligned_template(b1, b2, consts, out):
+    """b1, b2 (K, 2d): C-contiguous corners in the compute dtype; out (K,)."""
+    f1, f2 = b1.reshape(-1), b2.reshape(-1)
+    k = (consts[0], consts[1], consts[2], consts[3], consts[4], consts[5], consts[6])
+    total = out.shape[0]
+    for task in numba.prange((total + _RUN - 1) // _RUN):
+        lo = np.int64(task) * _RUN
+        hi = min(total, lo + _RUN)
+        bad = False
+        for u in range(np.uint64(lo), np.uint64(hi)):
+            out[u] = pair(row(f1, u), row(f2, u), k)  # noqa: F821
+            bad |= extreme(f1, u, k) | extreme(f2, u, k)  # noqa: F821
+        if bad:  # a second look at this run, pair by pair
+            for i in range(lo, hi):
+                if extreme(f1, np.uint64(i), k) | extreme(f2, np.uint64(i), k):  # noqa: F821
+                    out[i] = _scaled(f1, i, f2, i, DIMS, OP, k)  # noqa: F821
 
 
 _FORMULAS = {
@@ -380,20 +402,51 @@ _FORMULAS = {
 _LOADS = {2: _load2, 3: _load3}
 _ROWS = {2: _row2, 3: _row3}
 _EXTREME_ROWS = {2: _extreme_row2, 3: _extreme_row3}
-_COLUMNS = {2: (_columns2, 6), 3: (_columns3, 7)}
+
+
+def _bindings(op: str, d: int) -> dict:
+    return {
+        "pair": _FORMULAS[op, d], "load": _LOADS[d], "extreme": _EXTREME_ROWS[d],
+        "row": _row2_angle if op == "ciou" else _ROWS[d], "ROWS": 6 if d == 2 else 7,
+        "DIMS": d, "OP": _OPCODES[op],
+    }
+
+
+# ParallelKernel: called, the parallel build; ``.serial``, the build for the calling thread.
 _PAIRWISE = {
     (op, d): kernel(parallel=True)(
-        variant(_pairwise_template, f"_pairwise_{op}{d}", load=_LOADS[d], pair=f)
+        variant(_pairwise_template, f"_pairwise_{op}{d}", **_bindings(op, d))
     )
-    for (op, d), f in _FORMULAS.items()
+    for op, d in _FORMULAS
 }
 _ALIGNED = {
-    (op, d): kernel(parallel=True)(variant(
-        _aligned_template, f"_aligned_{op}{d}", pair=f,
-        row=_row2_angle if op == "ciou" else _ROWS[d], extreme=_EXTREME_ROWS[d],
-    ))
-    for (op, d), f in _FORMULAS.items()
+    (op, d): kernel(parallel=True)(
+        variant(_aligned_template, f"_aligned_{op}{d}", **_bindings(op, d))
+    )
+    for op, d in _FORMULAS
 }
+# By (op, box width, aligned), for the fast path.
+_BY_WIDTH = {
+    (op, 2 * d, aligned): (_ALIGNED if aligned else _PAIRWISE)[op, d]
+    for op, d in _FORMULAS for aligned in (False, True)
+}
+
+# Below this many pairs a call runs on the calling thread: waking the pool costs more.
+PARALLEL_PAIRS = 1 << 15
+
+
+def _launch(kernels: Any, pairs: int, *args: Any) -> None:
+    (kernels.serial if pairs < PARALLEL_PAIRS else kernels)(*args)
+
+
+@functools.lru_cache(maxsize=64)
+def _consts(dtype: np.dtype, dims: int, zero_division: float, sign: float) -> np.ndarray:
+    """k of the formulas and ``_scaled``, read-only: (zero_division, 4 / pi**2, 1, big, tiny,
+    1/8, 1/16) in ``dtype``. ``sign`` (that of zero_division) keeps -0.0 apart from 0.0."""
+    big, tiny = _formats.scale_limits(dtype, dims)
+    consts = np.array([zero_division, 4 / math.pi**2, 1, big, tiny, 1 / 8, 1 / 16], dtype=dtype)
+    consts.flags.writeable = False
+    return consts
 
 
 def _corners(b: np.ndarray, spec: BoxPair, n: int) -> np.ndarray:
@@ -403,46 +456,65 @@ def _corners(b: np.ndarray, spec: BoxPair, n: int) -> np.ndarray:
     return np.ascontiguousarray(corners.reshape(-1, 2 * spec.dims))
 
 
-def _columns(flat: np.ndarray, spec: BoxPair, n: int) -> np.ndarray:
-    """(batch * n, 2d) corners -> (B, R, n) columns in the compute dtype."""
-    fill, rows = _COLUMNS[spec.dims]
-    cols = np.empty((rows, flat.shape[0]), dtype=spec.compute)
-    fill(flat, cols)
-    return np.ascontiguousarray(cols.reshape(rows, -1, n).transpose(1, 0, 2))
-
-
-def _extreme_boxes(flat: np.ndarray, spec: BoxPair, consts: np.ndarray) -> np.ndarray:
-    flags = np.empty(flat.shape[0], dtype=np.bool_)
-    _flags(flat.reshape(-1), spec.dims, consts, flags)
-    return np.flatnonzero(flags)
-
-
 def box_pair(
     b1: np.ndarray, b2: np.ndarray, *, op: str, spec: BoxPair, zero_division: float,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
+    """The general path: any batch dimensions, format, dtype and layout (checked by
+    ``_validate.box_pair``)."""
     n = spec.n
     m = n if spec.m < 0 else spec.m
     result = np.empty(spec.out_shape, dtype=spec.out) if out is None else out
     if result.size == 0:
         return result
-    big, tiny = _formats.scale_limits(spec.compute, spec.dims)
-    consts = np.array([zero_division, 4 / math.pi**2, 1, big, tiny, 1 / 8, 1 / 16],
-                      dtype=spec.compute)
+    consts = _consts(spec.compute, spec.dims, zero_division, math.copysign(1.0, zero_division))
     f1, f2 = _corners(b1, spec, n), _corners(b2, spec, m)
-    code = _OPCODES[op]
     if spec.m < 0:
-        flat = result.reshape(-1)
-        flags = np.empty(flat.shape[0], dtype=np.bool_)
-        _ALIGNED[op, spec.dims](f1.reshape(-1), f2.reshape(-1), consts, flat, flags)
-        pairs = np.flatnonzero(flags)
-        if pairs.size:
-            _rescale_aligned(f1.reshape(-1), f2.reshape(-1), spec.dims, code, consts, pairs, flat)
+        _launch(_ALIGNED[op, spec.dims], result.size, f1, f2, consts, result.reshape(-1))
+    elif f1.shape[0] == n:  # no batch: the 2-D build, as the fast path calls it
+        _launch(_PAIRWISE[op, spec.dims], result.size, f1, f2, consts, result.reshape(n, m))
     else:
-        grid = result.reshape(-1, n, m)
-        _PAIRWISE[op, spec.dims](_columns(f1, spec, n), _columns(f2, spec, m), consts, grid)
-        rows, cols = _extreme_boxes(f1, spec, consts), _extreme_boxes(f2, spec, consts)
-        if rows.size or cols.size:
-            _rescale_pairwise(f1.reshape(-1), f2.reshape(-1), spec.dims, code, consts, rows, cols,
-                              grid)
+        w = 2 * spec.dims
+        _launch(_PAIRWISE[op, spec.dims], result.size, f1.reshape(-1, n, w),
+                f2.reshape(-1, m, w), consts, result.reshape(-1, n, m))
+    return result
+
+
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+
+
+def box_pair_fast(
+    op: str, b1: np.ndarray, b2: np.ndarray, zero_division: float, aligned: bool,
+    out: np.ndarray | None, dims: tuple[int, ...] = (2, 3),
+) -> np.ndarray | None:
+    """The common call in one compiled call, or None where it needs the general path.
+
+    Taken when ``b1`` (N, 2d) and ``b2`` (M, 2d) are C-contiguous 'xyxy' NumPy arrays of one
+    native float dtype (float32 or float64, which is also the compute and output dtype) and
+    ``out`` is None or a C-contiguous, writeable array of the result's shape and dtype that
+    overlaps neither input, and the box width is allowed by ``dims`` (the spatial dimensions the
+    public function takes); the caller has checked the types of the arguments. Everything else
+    (batch dimensions, other formats, integers, mixed dtypes, strided or non-native arrays, a
+    bad ``out``) returns None, and the general path validates it, raising where it must.
+    """
+    dtype = b1.dtype
+    if b2.dtype is not dtype or (dtype is not _F32 and dtype is not _F64):
+        return None
+    if b1.ndim != 2 or b2.ndim != 2 or not (b1.flags.c_contiguous and b2.flags.c_contiguous):
+        return None
+    (n, w), (m, w2) = b1.shape, b2.shape
+    kernels = _BY_WIDTH.get((op, w, aligned))
+    if kernels is None or w2 != w or (aligned and m != n) or w // 2 not in dims:
+        return None
+    shape = (n,) if aligned else (n, m)
+    if out is None:
+        result = np.empty(shape, dtype)
+    elif (type(out) is np.ndarray and out.shape == shape and out.dtype is dtype
+          and out.flags.c_contiguous and out.flags.writeable
+          and not np.may_share_memory(out, b1) and not np.may_share_memory(out, b2)):
+        result = out
+    else:
+        return None
+    consts = _consts(dtype, w // 2, zero_division, math.copysign(1.0, zero_division))
+    _launch(kernels, n if aligned else n * m, b1, b2, consts, result)
     return result
