@@ -297,6 +297,43 @@ def _mask_boxes(cp: Any, quick: bool) -> Case:
                 shape=f"{n}x{h}x{w}", dtype="bool")
 
 
+@gpu_benchmark("coco segm dense masks", covers=("fastiou::mask_segment_counts",
+                                                 "fastiou::mask_pack", "fastiou::mask_count"))
+def _coco_dense(cp: Any, quick: bool) -> Case:
+    """End to end ``coco.evaluate`` of per-image dense masks: on the GPU the masks are packed
+    and every (object, detection) intersection counted there; checked bit for bit against the
+    host evaluation of the same NumPy masks."""
+    from fastiou import coco, rle
+
+    from . import coco_data
+
+    images = 20 if quick else 200
+    gt, results = coco_data.make(5, images, segm=True, categories=20)
+    size = {im["id"]: (im["height"], im["width"]) for im in gt["images"]}
+    dense: dict[int, dict[str, np.ndarray]] = {}
+    for r in results:
+        entry = dense.setdefault(r["image_id"], {"masks": [], "scores": [], "labels": []})
+        entry["masks"].append(rle.decode(r["segmentation"]))
+        entry["scores"].append(r["score"])
+        entry["labels"].append(r["category_id"])
+    host = {k: {"masks": np.array(v["masks"], dtype=bool).reshape(-1, *size[k]),
+                "scores": np.array(v["scores"]), "labels": np.array(v["labels"])}
+            for k, v in dense.items()}
+    on_device = {k: {name: cp.asarray(a) for name, a in v.items()} for k, v in host.items()}
+    pixels = sum(v["masks"].size for v in host.values())
+
+    def check(result: Any) -> str | None:
+        expected = coco.evaluate(gt, host, "segm")
+        for name in ("precision", "recall", "stats"):
+            if not np.array_equal(getattr(result, name), getattr(expected, name)):
+                return f"{name} differs from the host evaluation of the same masks"
+        return None
+
+    return Case(run=lambda: coco.evaluate(gt, on_device, "segm"), check=check,
+                bytes_moved=pixels, items=pixels, unit="pixels",
+                shape=f"{images} images, {len(results)} masks", dtype="bool")
+
+
 def _confusion_case(cp: Any, quick: bool, classes: int, dtype: Any) -> Case:
     import fastiou
 

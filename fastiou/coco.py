@@ -38,8 +38,9 @@ Differences, where pycocotools fails or is ill-defined
   take the box meaning); a flat list of 4 numbers is one box. After the first polygon, a list
   of fewer than 3 points is empty, and an odd last number is dropped, as in pycocotools.
 - ``iscrowd`` may be missing from a ground-truth annotation (then 0).
-- Fewer than 3 ``maxDets``: the summary numbers that name a missing one are -1 (pycocotools
-  raises IndexError). ``iouThrs`` of 0 match only IoU > 0.
+- Fewer than 3 ``maxDets``, or ``areaRngLbl`` without 'all', 'small', 'medium' or 'large':
+  the summary numbers that name a missing one are -1 (pycocotools raises IndexError where the
+  labels or maxDets it finds cannot be paired). ``iouThrs`` of 0 match only IoU > 0.
 - Malformed input is a ValueError naming the file (or ``gt`` / ``results``), the entry and the
   field: unknown image ids, boxes that are not 4 finite numbers, missing or non-finite scores,
   malformed RLE, masks whose size is not their image's, duplicate annotation ids.
@@ -51,7 +52,8 @@ Parts of a dataset
 their detections, O(detections)); states of disjoint image sets ``merge`` (e.g. computed on Dask
 workers), and ``compute()`` then gives :func:`evaluate`'s result for all of them, bit for bit.
 
-Everything is host-side (the Numba engine). The library never prints: ``progress`` is a callback
+Everything is host-side (the Numba engine), except the mask IoU of dense CuPy masks (see
+:func:`evaluate`). The library never prints: ``progress`` is a callback
 ``progress(stage, done, total)``, or True for a tqdm bar on stderr.
 """
 
@@ -516,17 +518,29 @@ def _is_dense(data: Any) -> bool:
 
 def _host(value: Any) -> np.ndarray:
     """A NumPy, CuPy or JAX array (or anything np.asarray takes) on the host."""
-    module = type(value).__module__.split(".")[0]
-    if module == "cupy":
+    if _is_cupy(value):
         return value.get()  # an explicit device -> host copy
     return np.asarray(value)
 
 
-def _dense_results(data: Any, label: str) -> tuple[list[dict], str]:
-    """COCO result dicts (compressed RLE, ``fastiou.rle.encode``) of per-image dense masks, in
-    image order then mask order; the label says how the entries are numbered."""
-    from . import rle
+def _is_cupy(value: Any) -> bool:
+    return type(value).__module__.split(".")[0] == "cupy"
 
+
+class _Dense(NamedTuple):
+    """One image's dense results, checked: ``masks`` as given (N, H, W), scores and labels on
+    the host; ``name`` names the entry in messages."""
+
+    image_id: int
+    masks: Any
+    scores: np.ndarray
+    labels: np.ndarray
+    name: str
+
+
+def _dense_entries(data: Any, label: str) -> list[_Dense]:
+    """The per-image entries of dense results, in image order, checked (the masks stay where
+    they are)."""
     if isinstance(data, dict):
         items = [(k, v, f"{label}[{k!r}]") for k, v in data.items()]
     else:
@@ -536,32 +550,186 @@ def _dense_results(data: Any, label: str) -> tuple[list[dict], str]:
                 raise ValueError(f"{FUNC}: {label}[{i}] must be a dict with 'image_id', 'masks', "
                                  f"'scores' and 'labels', got {_short(v)}")
             items.append((v["image_id"], v, f"{label}[{i}]"))
-    out: list[dict] = []
+    out: list[_Dense] = []
     for image_id, entry, name in items:
-        if not _is_int(image_id):
-            raise ValueError(f"{FUNC}: {name} 'image_id' must be an integer, got "
+        if not _is_int(image_id) or not -2**63 <= int(image_id) < 2**63:
+            raise ValueError(f"{FUNC}: {name} 'image_id' must be a 64-bit integer, got "
                              f"{_short(image_id)}")
         if not isinstance(entry, dict) or not {"masks", "scores", "labels"} <= set(entry):
             raise ValueError(f"{FUNC}: {name} must be a dict with 'masks' (N, H, W), 'scores' "
                              f"(N,) and 'labels' (N,), got {_short(entry)}")
-        masks, scores, labels = (_host(entry[k]) for k in ("masks", "scores", "labels"))
-        if masks.ndim != 3 or masks.dtype.kind not in "biu":
+        masks = entry["masks"]
+        if not (hasattr(masks, "shape") and hasattr(masks, "dtype")):
+            masks = np.asarray(masks)
+        scores, labels = (_host(entry[k]) for k in ("scores", "labels"))
+        if len(masks.shape) != 3 or np.dtype(masks.dtype).kind not in "biu":
             raise ValueError(f"{FUNC}: {name} 'masks' must be a bool or integer (N, H, W) array, "
-                             f"got shape {masks.shape} and dtype {masks.dtype}")
+                             f"got shape {tuple(masks.shape)} and dtype {masks.dtype}")
         n = masks.shape[0]
         if scores.shape != (n,) or scores.dtype.kind not in "iuf" or not np.isfinite(
                 scores).all():
             raise ValueError(f"{FUNC}: {name} 'scores' must be {n} finite numbers (one per "
                              f"mask), got shape {scores.shape} and dtype {scores.dtype}")
-        if labels.shape != (n,) or labels.dtype.kind not in "iu":
+        if labels.shape != (n,) or labels.dtype.kind not in "iu" or (
+                labels.dtype == np.uint64 and (labels >= 2**63).any()):
             raise ValueError(f"{FUNC}: {name} 'labels' must be {n} integer category ids (one "
                              f"per mask), got shape {labels.shape} and dtype {labels.dtype}")
+        out.append(_Dense(int(image_id), masks, scores, labels, name))
+    return out
+
+
+def _dense_on_device(entries: list[_Dense], backend: str | None) -> bool:
+    """Whether the mask IoU of dense results runs on the CUDA engine: with ``backend="cupy"``,
+    or with CuPy masks and no backend named (then every entry's masks must be CuPy arrays)."""
+    if backend == "cupy":
+        return True
+    if backend is not None:
+        return False
+    kinds = {_is_cupy(e.masks) for e in entries}
+    if len(kinds) > 1:
+        types = sorted({f"{type(e.masks).__module__}.{type(e.masks).__name__}" for e in entries})
+        raise TypeError(f"{FUNC}: the dense results mix mask array types {types}; give every "
+                        "image's masks as CuPy arrays, or none")
+    return kinds == {True}
+
+
+def _dense_results(entries: list[_Dense]) -> list[dict]:
+    """COCO result dicts (compressed RLE, ``fastiou.rle.encode``) of dense results on the host, in
+    image order then mask order."""
+    from . import rle
+
+    out: list[dict] = []
+    for e in entries:
+        if e.masks.shape[0] == 0:
+            continue
+        for rle_dict, score, cat in zip(rle.encode(_host(e.masks)), e.scores.tolist(),
+                                        e.labels.tolist()):
+            out.append({"image_id": e.image_id, "category_id": int(cat),
+                        "score": float(score), "segmentation": rle_dict})
+    return out
+
+
+class _DeviceMasks(NamedTuple):
+    """Masks packed on the CUDA engine's device: mask i starts at ``words[at[i]]`` (its image's
+    H rows of ceil(W / 64) words); ``areas`` on the host."""
+
+    words: Any  # (L,) uint64, on the device
+    at: np.ndarray  # int64
+    areas: np.ndarray  # int64
+
+
+DEVICE_BUDGET = 2**26  # bytes of bool temporaries when packing strided masks on the device
+
+
+def _device_results(entries: list[_Dense], label: str, images: _Images,
+                    iou_type: str) -> _Objects:
+    """Dense results as detections whose masks are packed (and counted) on the CUDA engine's
+    device; only the areas (and, for ``bbox``, the boxes) come back to the host."""
+    from .backends import cupy_cuda
+
+    xp = cupy_cuda.runtime().xp
+    image, words, at, areas, boxes = [], [], [], [], []
+    base = 0
+    for e in entries:
+        pos = int(_positions(np.array([e.image_id], dtype=np.int64), images.ids)[0])
+        if pos < 0:
+            raise ValueError(f"{FUNC}: {e.name} names the image id {e.image_id}, which is not "
+                             "in the ground truth's images")
+        n, height, width = (int(v) for v in e.masks.shape)
+        want = (int(images.heights[pos]), int(images.widths[pos]))
+        if want[0] < 0 or want[1] < 0:
+            raise ValueError(f"{FUNC}: {e.name} has masks, but its image (id {e.image_id}) has "
+                             "no 'height' and 'width'")
+        if (height, width) != want:
+            raise ValueError(f"{FUNC}: {e.name} 'masks' have the size {[height, width]}, its "
+                             f"image (id {e.image_id}) has {list(want)}")
         if n == 0:
             continue
-        for rle_dict, score, cat in zip(rle.encode(masks), scores.tolist(), labels.tolist()):
-            out.append({"image_id": int(image_id), "category_id": int(cat),
-                        "score": float(score), "segmentation": rle_dict})
-    return out, f"{label} (dense masks, numbered in image then mask order)"
+        w, a = cupy_cuda.pack_masks(xp.asarray(e.masks), rule="nonzero", cut=None,
+                                    budget=DEVICE_BUDGET)
+        size = height * w.shape[-1]  # words per mask (h * w < 2**32: checked with the images)
+        image.append(np.full(n, pos, dtype=np.int64))
+        words.append(w.reshape(-1))
+        at.append(base + size * np.arange(n, dtype=np.int64))
+        areas.append(a)
+        if iou_type == "bbox":
+            boxes.append(cupy_cuda.mask_boxes(w, height=height, width=width))
+        base += n * size
+    if not image:
+        return _read_results([], label, images, iou_type)
+    area = _host(xp.concatenate(areas)).astype(np.int64)
+    xywh = None
+    if iou_type == "bbox":
+        xyxy = _host(xp.concatenate(boxes)).astype(np.float64)
+        xywh = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1)
+    n = area.shape[0]
+    masks = _DeviceMasks(xp.concatenate(words), np.concatenate(at), area)
+    return _Objects(np.concatenate(image), np.concatenate([e.labels for e in entries]).astype(
+                        np.int64), area.astype(np.float64), xywh,
+                    masks if iou_type == "segm" else None, np.zeros(n, dtype=bool),
+                    np.arange(1, n + 1, dtype=np.int64),
+                    np.concatenate([e.scores for e in entries]).astype(np.float64))
+
+
+def _dense_gt(m: _Masks, index: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Masks ``index`` of ``m`` (one image's) as dense (n, H, W) bool, from their intervals of
+    column-major pixel indices (checked against the image's size when read)."""
+    n = index.shape[0]
+    lo, hi = m.lo[index], m.hi[index]
+    lens = hi - lo
+    owner = np.repeat(np.arange(n), lens)
+    k = np.repeat(lo - _offsets(lens)[:-1], lens) + np.arange(int(lens.sum()))
+    edges = np.zeros((n, height * width + 1), dtype=np.int8)
+    np.add.at(edges, (owner, m.starts[k]), 1)
+    np.add.at(edges, (owner, m.ends[k]), -1)
+    dense = np.cumsum(edges[:, :-1], axis=1, dtype=np.int8) != 0
+    return np.ascontiguousarray(dense.reshape(n, width, height).transpose(0, 2, 1))
+
+
+def _device_blocks(d: _DeviceMasks, g: _Objects, gi: np.ndarray, di: np.ndarray,
+                   crowd: np.ndarray, heights: np.ndarray, widths: np.ndarray,
+                   g_off: np.ndarray, d_off: np.ndarray, iou_off: np.ndarray) -> np.ndarray:
+    """The IoU blocks of :func:`_state` (rows: ground truth, columns: detections) when the
+    detections are on the device: the ground truth of each image that has detections is
+    decoded on the host and packed on the device, every block's exact intersection counts come
+    from one launch, and the IoU is their float64 ratio, as pycocotools' ``rleIou``."""
+    from .backends import cupy_cuda
+
+    xp = cupy_cuda.runtime().xp
+    gcu, dcu = np.diff(g_off), np.diff(d_off)
+    nw = heights * ((widths + 63) // 64)  # words per mask of each group's image
+    # Ground truth that meets a detection, by image: decoded, uploaded and packed per image.
+    g_img = g.image[gi]
+    needed = np.flatnonzero(np.repeat(dcu > 0, gcu))
+    at = np.zeros(gi.shape[0], dtype=np.int64)
+    words, base = [], 0
+    order = needed[np.argsort(g_img[needed], kind="stable")]
+    cuts = np.flatnonzero(np.diff(g_img[order])) + 1
+    group_of = np.repeat(np.arange(gcu.shape[0]), gcu)
+    for rows in np.split(order, cuts) if order.size else []:
+        b = group_of[rows[0]]
+        h, w = int(heights[b]), int(widths[b])
+        dense = xp.asarray(_dense_gt(g.masks, gi[rows], h, w))
+        packed, _ = cupy_cuda.pack_masks(dense, rule="nonzero", cut=None, budget=DEVICE_BUDGET)
+        at[rows] = base + nw[b] * np.arange(rows.shape[0], dtype=np.int64)
+        words.append(packed.reshape(-1))
+        base += rows.shape[0] * int(nw[b])
+    w1 = xp.concatenate(words) if words else xp.zeros(0, dtype=np.uint64)
+    start = np.append(iou_off, iou_off[-1] + gcu[-1] * dcu[-1]) if iou_off.size else np.zeros(
+        1, dtype=np.int64)
+    inter = _host(cupy_cuda.masks.segment_counts(w1, at, d.words, d.at[di], nw, g_off, d_off,
+                                                 start))
+    # Each pair's (object, detection), in the blocks' order.
+    sizes = gcu * dcu
+    grp = np.repeat(np.arange(sizes.shape[0]), sizes)
+    r = np.arange(inter.shape[0], dtype=np.int64) - start[:-1][grp]
+    j = g_off[:-1][grp] + r // np.maximum(dcu, 1)[grp]
+    q = d_off[:-1][grp] + r % np.maximum(dcu, 1)[grp]
+    da, ga = d.areas[di][q], g.masks.areas[gi][j]
+    union = np.where(crowd[j], da, da + ga - inter)
+    values = np.zeros(inter.shape[0], dtype=np.float64)
+    np.divide(inter, union, out=values, where=inter > 0)
+    return values
 
 
 def _read_results(data: Any, label: str, images: _Images, iou_type: str) -> _Objects:
@@ -972,6 +1140,12 @@ def _summarize(p: _Params, precision: np.ndarray, recall: np.ndarray) -> np.ndar
     for i, (ap, thr, area, md, _) in enumerate(_summary_rows(p, stats)):
         aind = [j for j, lbl in enumerate(p.area_lbl) if lbl == area]
         mind = [j for j, m in enumerate(p.max_dets) if m == md]
+        if not aind or not mind:  # the area label (or maxDets) is absent: pycocotools raises
+            stats[i] = -1
+            continue
+        if len(aind) != len(mind) and 1 not in (len(aind), len(mind)):
+            # repeated labels and maxDets that pycocotools cannot pair: every combination
+            aind, mind = np.ix_(aind, mind)
         s = precision if ap else recall
         if thr is not None:
             s = s[np.where(thr == p.iou_thrs)[0]]
@@ -1033,19 +1207,27 @@ def evaluate(gt: Any, results: Any, iou_type: str = "bbox", *, params: dict | No
         masks straight from a model: a dict ``{image_id: {"masks": (N, H, W), "scores": (N,),
         "labels": (N,)}}`` or a list of dicts ``{"image_id", "masks", "scores", "labels"}``,
         masks bool or integer (non-zero is foreground) of the image's size, labels category ids.
-        They are encoded with :func:`fastiou.rle.encode` (what ``pycocotools.mask.encode``
-        gives) and evaluated as those RLE results, in image then mask order (that order numbers
-        ``result_index``). NumPy arrays are read as they are; CuPy arrays are copied to the host
-        (``.get()``) and JAX arrays with ``np.asarray`` before encoding: the mask IoU of dense
-        masks runs on the host, not on the GPU.
+        They are evaluated as their RLE encoding (what ``pycocotools.mask.encode`` gives)
+        would be, in image then mask order (that order numbers ``result_index``). NumPy and JAX
+        masks are encoded on the host (JAX arrays read with ``np.asarray``). CuPy masks (every
+        image's, when ``backend`` is None), or any masks with ``backend="cupy"``, stay on the
+        GPU: they are packed there, the ground truth of each image is decoded on the host and
+        uploaded, the exact intersection counts of every (object, detection) pair come from one
+        kernel launch, and only those counts, the areas (and for ``"bbox"`` the boxes) come
+        back; the IoU is their float64 ratio, as pycocotools computes it, so the result is
+        identical. Memory: the packed masks (1 bit a pixel), never N x M x H x W.
     iou_type : "bbox" or "segm"
     params : dict, optional
         pycocotools' Params names: ``iouThrs`` (T,), ``recThrs`` (R,), ``maxDets`` (M,),
         ``areaRng`` (A, 2), ``areaRngLbl`` (A,), ``useCats``, ``imgIds``, ``catIds``. Missing names
-        take COCOeval's defaults (all images and categories of ``gt``).
+        take COCOeval's defaults (all images and categories of ``gt``). A summary number whose
+        area label ('all', 'small', 'medium', 'large') is not in ``areaRngLbl``, or whose
+        ``maxDets`` entry is missing, is -1 (pycocotools' ``summarize`` raises IndexError
+        there); ``precision`` and ``recall`` are complete.
     backend : None, "numba", "jax" or "cupy"
-        Accepted for a uniform API; COCO dicts and files are evaluated on the host (Numba
-        engine), whatever the engine asked for.
+        COCO dicts and files are evaluated on the host (Numba engine), whatever the engine asked
+        for; "cupy" (or CuPy arrays) runs the mask IoU of dense masks on the GPU (see
+        ``results``).
     progress : bool or callable
         A callable gets ``(stage, done, total)`` after each stage; True shows a tqdm bar on
         stderr. Nothing is printed otherwise.
@@ -1092,11 +1274,18 @@ def _evaluate_state(gt: Any, results: Any, iou_type: str, params: dict | None,
         raise ValueError(f"{FUNC}: backend must be one of {BACKENDS}, got {backend!r}")
     gt_data, gt_label = _load(gt, "gt")
     res_data, res_label = _load(results, "results")
+    dense = None
     if _is_dense(res_data):
-        res_data, res_label = _dense_results(res_data, res_label)
+        dense = _dense_entries(res_data, res_label)
+        res_label = f"{res_label} (dense masks, numbered in image then mask order)"
+        if not _dense_on_device(dense, backend):
+            res_data, dense = _dense_results(dense), None
     g, images, names, cat_ids = _read_gt(gt_data, gt_label, iou_type)
     p = _read_params(params, images, cat_ids)
-    d = _read_results(res_data, res_label, images, iou_type)
+    if dense is not None:
+        d = _device_results(dense, res_label, images, iou_type)
+    else:
+        d = _read_results(res_data, res_label, images, iou_type)
     if d.image.shape[0] == 0:
         warnings.warn(f"{FUNC}: the results are empty (pycocotools raises here); every AP and AR "
                       "is 0 where a category has ground truth, -1 where it has none",
@@ -1162,6 +1351,10 @@ def _state(g: _Objects, d: _Objects, images: _Images, p: _Params, iou_type: str,
         values = kernels.box_blocks(np.take(d.boxes, di, axis=0),
                                     np.take(g.boxes, gi, axis=0), crowd, g_off, d_off,
                                     iou_off, total)
+    elif isinstance(d.masks, _DeviceMasks):
+        at_img = _positions(p.img_ids, images.ids)[keys[used] % n_img]
+        values = _device_blocks(d.masks, g, gi, di, crowd, images.heights[at_img],
+                                images.widths[at_img], g_off, d_off, iou_off)
     else:
         heights = images.heights[_positions(p.img_ids, images.ids)[keys[used] % n_img]]
         values = kernels.rle_blocks(_select(d.masks, di), _select(g.masks, gi), crowd,

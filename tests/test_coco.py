@@ -502,13 +502,127 @@ def test_dense_jax_masks_are_read_on_the_host():
     assert_same(coco.evaluate(gt, on_jax, "segm"), reference(gt, coco_results, "segm"))
 
 
+def _small_dense_case(seed=0):
+    """Small images (cheap under the CUDA harness): polygon and RLE ground truth with a crowd
+    region, an image without ground truth and one without detections, a category only among the
+    detections, score ties, masks of several dtypes (one strided); the dense results and their
+    pycocotools encoding."""
+    from pycocotools import mask as mask_utils
+
+    rng = np.random.default_rng(seed)
+    sizes = {3: (24, 70), 7: (17, 130), 11: (9, 9), 20: (30, 40), 21: (12, 65)}
+    gt = {"images": [{"id": i, "height": h, "width": w} for i, (h, w) in sizes.items()],
+          "categories": [{"id": c, "name": f"c{c}"} for c in (1, 2, 5)], "annotations": []}
+
+    def blob(h, w):
+        m = np.zeros((h, w), dtype=bool)
+        y0, x0 = rng.integers(0, h - 2), rng.integers(0, w - 2)
+        m[y0:y0 + rng.integers(2, h // 2 + 3), x0:x0 + rng.integers(2, w // 2 + 3)] = True
+        return m & (rng.random((h, w)) < 0.9)
+
+    dense, coco_results = {}, []
+    for image_id, (h, w) in sizes.items():
+        objects = [] if image_id == 11 else [blob(h, w) for _ in range(rng.integers(2, 5))]
+        cats = rng.choice([1, 2, 5], len(objects))
+        for k, m in enumerate(objects):
+            crowd = int(image_id == 3 and k == 0)
+            if k % 2 and not crowd:
+                ys, xs = np.nonzero(m)
+                x0, y0, x1, y1 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
+                segmentation = [[float(x0), float(y0), float(x1), float(y0), float(x1),
+                                 float(y1), float(x0), float(y1)]]
+            else:
+                segmentation = _as_json_rle(rle.encode(m[None])[0])
+            gt["annotations"].append({
+                "id": len(gt["annotations"]) + 1, "image_id": image_id,
+                "category_id": int(cats[k]), "iscrowd": crowd,
+                "area": float(m.sum()) if crowd or k % 2 == 0 else float(rng.uniform(8, 400)),
+                "bbox": rle.to_bbox(rle.encode(m[None]))[0].tolist(),
+                "segmentation": segmentation})
+        if image_id == 20:
+            continue
+        found = [np.roll(m, rng.integers(-1, 2, 2), axis=(0, 1)) for m in objects]
+        masks = np.array(found + [blob(h, w) for _ in range(rng.integers(1, 4))])
+        masks[-1] = False  # an empty detection
+        n = masks.shape[0]
+        scores = np.round(rng.uniform(0, 1, n), 1)  # ties
+        labels = np.concatenate([cats, rng.choice([1, 2, 5, 9], n - len(objects))])
+        labels[rng.random(n) < 0.15] = 9  # a category not in the ground truth
+        dtype = (bool, np.uint8, np.int32, np.int64)[image_id % 4]
+        dense[image_id] = {"masks": masks.astype(dtype), "scores": scores, "labels": labels}
+        fortran = np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8))
+        for m, sc, c in zip(mask_utils.encode(fortran), scores.tolist(), labels.tolist()):
+            coco_results.append({"image_id": image_id, "category_id": c, "score": sc,
+                                 "segmentation": _as_json_rle(m)})
+    # strided masks (a transposed view) are read as they are
+    first = next(iter(dense))
+    dense[first]["masks"] = np.ascontiguousarray(
+        dense[first]["masks"].transpose(0, 2, 1)).transpose(0, 2, 1)
+    assert not dense[first]["masks"].flags.c_contiguous
+    return gt, dense, coco_results
+
+
+@pytest.mark.parametrize("iou_type, params", [
+    ("segm", None), ("segm", {"useCats": 0, "areaRng": [[0, 1e5], [0, 60], [60, 1e5]],
+                              "areaRngLbl": ["all", "small", "large"]}),
+    ("bbox", {"maxDets": [1, 3, 100]}),
+])
+def test_dense_masks_on_the_cuda_engine_under_the_harness(iou_type, params):
+    """backend="cupy": masks packed, counted and intersected by the CUDA kernels (on the CPU
+    harness), the IoU from their exact counts in float64: bit-identical to the host path and to
+    pycocotools."""
+    from cuda_harness import harness_runtime
+
+    gt, dense, coco_results = _small_dense_case()
+    before = copy.deepcopy(dense)
+    ref = reference(gt, coco_results, iou_type, params)
+    host = coco.evaluate(gt, dense, iou_type, params=params)
+    assert_same(host, ref)
+    rt = harness_runtime()
+    launched_before = dict(rt.launches)
+    with rt.session():
+        on_device = coco.evaluate(gt, dense, iou_type, params=params, backend="cupy")
+    assert_same(on_device, ref)
+    for key, value in host.matches(0.5).items():
+        np.testing.assert_array_equal(on_device.matches(0.5)[key], value)
+    launched = {k for k, v in rt.launches.items() if v > launched_before.get(k, 0)}
+    kernel = ("fastiou::mask_segment_counts<long long>" if iou_type == "segm"
+              else "fastiou::mask_boxes<float>")
+    assert any(kernel in k for k in map(str, launched)), launched
+    assert ref.stats[1] > 0.1 and any(a["iscrowd"] for a in gt["annotations"])
+    for k, v in dense.items():  # not modified
+        for name in v:
+            np.testing.assert_array_equal(v[name], before[k][name])
+
+
+def test_dense_masks_on_the_cuda_engine_check_their_size():
+    from cuda_harness import harness_runtime
+
+    gt, dense, _ = _small_dense_case()
+    dense[7]["masks"] = dense[7]["masks"][:, :, :-1]
+    with harness_runtime().session(), pytest.raises(
+            ValueError, match=r"results\[7\] 'masks' have the size \[17, 129\], its image "
+                              r"\(id 7\) has \[17, 130\]"):
+        coco.evaluate(gt, dense, "segm", backend="cupy")
+    dense[99] = dense.pop(7)
+    with harness_runtime().session(), pytest.raises(ValueError, match="names the image id 99"):
+        coco.evaluate(gt, dense, "segm", backend="cupy")
+
+
 @needs_gpu
-def test_dense_cupy_masks_are_copied_to_the_host():
+def test_dense_cupy_masks_are_evaluated_on_the_gpu():
     import cupy
 
-    gt, dense, coco_results = _dense_case(15, 6)
-    on_gpu = {k: {name: cupy.asarray(a) for name, a in v.items()} for k, v in dense.items()}
-    assert_same(coco.evaluate(gt, on_gpu, "segm"), reference(gt, coco_results, "segm"))
+    for gt, dense, coco_results in (_dense_case(15, 6), _small_dense_case(1)):
+        on_gpu = {k: {name: cupy.asarray(a) for name, a in v.items()} for k, v in dense.items()}
+        for iou_type in ("segm", "bbox"):
+            assert_same(coco.evaluate(gt, on_gpu, iou_type),
+                        reference(gt, coco_results, iou_type))
+        mixed = dict(on_gpu)
+        first = next(iter(mixed))
+        mixed[first] = dense[first]
+        with pytest.raises(TypeError, match="mix mask array types"):
+            coco.evaluate(gt, mixed, "segm")
 
 
 @pytest.mark.parametrize("change, message", [
@@ -555,6 +669,54 @@ def test_short_max_dets_give_minus_one_where_pycocotools_raises():
     ref = reference(gt, results, params={"maxDets": [1, 10, 99]})  # same arrays for m < 2
     np.testing.assert_array_equal(result.precision, ref.eval["precision"][..., :2])
     assert result.stats[1] == -1 and result.stats[8] == -1 and result.stats[6] == ref.stats[6]
+
+
+@pytest.mark.parametrize("labels, max_dets", [
+    (["all", "tiny", "huge"], [100, 100, 100]), (["all", "small", "huge"], [1, 100, 100]),
+])
+def test_area_labels_without_small_medium_large_give_minus_one(labels, max_dets):
+    """pycocotools' summarize raises IndexError here; its precision and recall are still
+    computed: the stats whose area label is present are their plain means, the others -1."""
+    gt, results = edge_case()
+    params = {"areaRng": [[0, 1e10], [0, 100], [100, 1e10]], "areaRngLbl": labels,
+              "maxDets": max_dets}
+    result = coco.evaluate(gt, results, params=params)
+    gt_copy, res_copy = copy.deepcopy(gt), copy.deepcopy(results)
+    with contextlib.redirect_stdout(io.StringIO()):
+        c = COCO()
+        c.dataset = gt_copy
+        c.createIndex()
+        e = COCOeval(c, c.loadRes(res_copy), "bbox")
+        e.params.areaRng, e.params.areaRngLbl, e.params.maxDets = (
+            params["areaRng"], labels, max_dets)
+        e.evaluate()
+        e.accumulate()
+        with pytest.raises(IndexError):
+            e.summarize()
+    precision, recall = e.eval["precision"], e.eval["recall"]
+    np.testing.assert_array_equal(result.precision, precision)
+    np.testing.assert_array_equal(result.recall, recall)
+
+    def mean(values):
+        values = values[values > -1]
+        return -1.0 if values.size == 0 else float(np.mean(values))
+
+    expected = np.full(12, -1.0)
+    a_all = labels.index("all")
+    top = [m for m, v in enumerate(max_dets) if v == max_dets[2]]
+    thr = {0.5: 0, 0.75: 5}
+    expected[0] = mean(precision[:, :, :, a_all][..., [m for m, v in enumerate(max_dets)
+                                                      if v == 100]])
+    expected[1] = mean(precision[thr[0.5], :, :, a_all][..., top])
+    expected[2] = mean(precision[thr[0.75], :, :, a_all][..., top])
+    for i, k in ((6, 0), (7, 1), (8, 2)):
+        expected[i] = mean(recall[:, :, a_all][..., [m for m, v in enumerate(max_dets)
+                                                     if v == max_dets[k]]])
+    if "small" in labels:
+        expected[3] = mean(precision[:, :, :, labels.index("small")][..., top])
+        expected[9] = mean(recall[:, :, labels.index("small")][..., top])
+    np.testing.assert_allclose(result.stats, expected, rtol=0, atol=1e-12)
+    assert (result.stats[[4, 5, 10, 11]] == -1).all() and (result.stats[[0, 6]] > 0).all()
 
 
 # --------------------------------------------------------------------------------------------

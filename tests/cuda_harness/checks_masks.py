@@ -126,3 +126,45 @@ def check_boxes(kernel: str, call: HarnessCall) -> None:
     got = call(fastiou.masks_to_boxes, fg)
     assert got.dtype == np.float32
     np.testing.assert_array_equal(got, boxes_reference(fg), err_msg=kernel)
+
+
+@kernel_check("masks.cu", r"fastiou::mask_segment_counts<long long>")
+def check_segment_counts(kernel: str, call: HarnessCall) -> None:
+    """Exact int64 intersection counts of the pairs of several segments (images) of different
+    sizes in one launch, empty segments and segments without rows on one side included; masks
+    are laid out in a shuffled order in their word arrays."""
+    rng = _rng(kernel)
+    sizes = [(9, 70, 3, 4), (1, 1, 0, 2), (5, 130, 2, 0), (0, 0, 0, 0), (4, 200, 3, 5),
+             (7, 64, 1, 1)]  # (H, W, masks of the first set, of the second)
+    first = [_masks(rng, (n1, h, w)) for h, w, n1, _ in sizes]
+    second = [_masks(rng, (n2, h, w), empty=min(n2, 1)) for h, w, _, n2 in sizes]
+    nw = np.array([h * -(-w // 64) for h, w, _, _ in sizes], dtype=np.int64)
+
+    def layout(sets: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        rows = [packed_reference(m).reshape(m.shape[0], k) for m, k in zip(sets, nw)]
+        flat = [r for block in rows for r in block]
+        order = rng.permutation(len(flat))
+        at = np.zeros(len(flat), dtype=np.int64)
+        pieces, pos = [np.full(3, 0xDEAD, dtype=np.uint64)], 3  # words no mask owns
+        for i in order:
+            at[i] = pos
+            pieces.append(flat[i])
+            pos += flat[i].shape[0]
+        return np.concatenate(pieces), at
+
+    w1, at1 = layout(first)
+    w2, at2 = layout(second)
+    n1 = np.array([m.shape[0] for m in first], dtype=np.int64)
+    n2 = np.array([m.shape[0] for m in second], dtype=np.int64)
+    off1, off2 = np.r_[0, np.cumsum(n1)], np.r_[0, np.cumsum(n2)]
+    start = np.r_[0, np.cumsum(n1 * n2)].astype(np.int64)
+    with call.runtime.session():
+        got = cupy_cuda.masks.segment_counts(w1, at1, w2, at2, nw, off1, off2, start)
+    expected = np.concatenate([
+        (a.reshape(a.shape[0], h * w).astype(np.float64)
+         @ b.reshape(b.shape[0], h * w).T.astype(np.float64)).reshape(-1)
+        for a, b, (h, w, _, _) in zip(first, second, sizes)])
+    got = np.asarray(got)
+    assert got.dtype == np.int64 and got.shape == expected.shape, (got.dtype, got.shape)
+    assert expected.sum() > 0
+    np.testing.assert_array_equal(got, expected.astype(np.int64), err_msg=kernel)

@@ -38,7 +38,8 @@ KERNELS[SOURCE] = (
     tuple(_pack_kernel(t, rule) for t in MASK_TYPES for rule in _RULES
           if not (t.kind == "b" and rule == "atleast") and not (t.kind == "f" and rule == "nonzero"))
     + tuple(_pair_kernel(kind, op) for kind in ("pairwise", "aligned") for op in _OPS)
-    + ("fastiou::mask_count", "fastiou::mask_boxes<float>")
+    + ("fastiou::mask_count", "fastiou::mask_boxes<float>",
+       "fastiou::mask_segment_counts<long long>")
 )
 
 
@@ -136,4 +137,46 @@ def mask_boxes(words: Any, *, height: int, width: int) -> Any:
     args = ((w, np.uint64), (count, np.int64), (height, np.int64), (words.shape[-1], np.int64),
             (out, np.float32))
     launch(SOURCE, "fastiou::mask_boxes<float>", grid_1d(count), (BLOCK,), args)
+    return out
+
+
+def segment_counts(w1: Any, at1: Any, w2: Any, at2: Any, nw: np.ndarray, off1: np.ndarray,
+                   off2: np.ndarray, start: np.ndarray) -> Any:
+    """Exact intersection counts of the pairs of many segments (images) in one launch.
+
+    ``w1 (L1,)``, ``w2 (L2,)``: flat uint64 words on the device; mask i of the first set starts
+    at word ``at1[i]``, mask j of the second at ``at2[j]``. Segment s pairs masks
+    ``off1[s]:off1[s + 1]`` with ``off2[s]:off2[s + 1]``, all of ``nw[s]`` words;
+    ``start (S + 1,)`` places its row-major block and ends with the total (a mask of a segment
+    whose other side is empty is not read). ``at1``, ``at2``,
+    ``nw``, ``off1``, ``off2``, ``start`` are int64 host arrays, checked here against each other
+    and the word arrays before they are copied to the device. Returns the flat ``(total,)``
+    int64 counts on the device.
+    """
+    xp = runtime().xp
+    at1, at2, off1, off2, start, nw = (np.ascontiguousarray(a, dtype=np.int64)
+                                       for a in (at1, at2, off1, off2, start, nw))
+    segments = nw.shape[0]
+    if not (off1.shape == off2.shape == start.shape == (segments + 1,)):
+        raise AssertionError("segment_counts: offsets must have one entry per segment, plus one")
+    rows1, rows2 = off1[1:] - off1[:-1], off2[1:] - off2[:-1]
+    if ((rows1 < 0).any() or (rows2 < 0).any() or (nw < 0).any() or off1[0] != 0 or off2[0] != 0
+            or off1[-1] != at1.shape[0] or off2[-1] != at2.shape[0] or start[0] != 0
+            or (np.diff(start) != rows1 * rows2).any()):
+        raise AssertionError("segment_counts: inconsistent offsets")
+    # A mask of a segment whose other side is empty is never read (its offset may be anything).
+    for at, rows, other, words in ((at1, rows1, rows2, w1), (at2, rows2, rows1, w2)):
+        need = np.repeat(np.where(other > 0, nw, 0), rows)
+        if (at < 0).any() or (at > words.shape[0] - need).any():
+            raise AssertionError("segment_counts: a mask lies outside its word array")
+    total = int(start[-1])
+    out = xp.empty((total,), dtype=np.int64)
+    if total == 0:
+        return out
+    a1, a2, d1, d2, ds, dn = (xp.asarray(a) for a in (at1, at2, off1, off2, start, nw))
+    args = ((w1, np.uint64), (a1, np.int64), (w2, np.uint64), (a2, np.int64), (dn, np.int64),
+            (d1, np.int64), (d2, np.int64), (ds, np.int64), (segments, np.int64),
+            (total, np.int64), (out, np.int64))
+    launch(SOURCE, "fastiou::mask_segment_counts<long long>", grid_1d(total * WARP), (BLOCK,),
+           args)
     return out
