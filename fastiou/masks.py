@@ -25,6 +25,8 @@ Each row of each mask is packed into machine words (bit ``q`` of word ``k`` is p
 the budget: the packed masks themselves and, for pairwise values on the Numba engine, a copy of
 the packed rows each mask occupies, grouped by word column (at most the packed size again), so
 that a pair is counted only over the rows where both masks have pixels in that column.
+A small call on NumPy arrays (C-ordered bool, uint8 or int8 ``(N, H, W)`` masks, work small
+enough for one thread) packs both sets and counts every pair in one compiled call.
 Pack once with :func:`pack_masks` and pass the :class:`PackedMasks` wherever masks are accepted,
 e.g. many predictions against the same ground truth.
 
@@ -205,6 +207,15 @@ def _pair(
     func: str, op: str, masks1: Any, masks2: Any, *, aligned: bool, zero_division: float,
     threshold: Any, memory_budget: Any, backend: str | None,
 ) -> Array:
+    if (type(masks1) is np.ndarray and type(masks2) is np.ndarray and backend is None
+            and threshold is None and memory_budget is None and type(zero_division) is float
+            and (aligned is False or aligned is True)):
+        # The common NumPy call on a small image: one compiled call (the Numba engine decides
+        # whether it can take it; None sends it through the general path below).
+        result = _dispatch.load("numba").masks.mask_pair_fast(op, masks1, masks2, zero_division,
+                                                                aligned)
+        if result is not None:
+            return result
     budget = _validate.memory_budget(func, memory_budget)
     zd = _validate.zero_division(func, zero_division)
     engine, p1, p2, spec = _packed_pair(func, masks1, masks2, threshold=threshold, budget=budget,

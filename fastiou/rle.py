@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any, Sequence
 
 import numpy as np
@@ -485,9 +486,57 @@ def _iou_operand(func: str, name: str, value: Any) -> _Runs:
     return _parse(func, name, items)
 
 
+def _crowd(func: str, iscrowd: Any, m: int) -> np.ndarray:
+    """``iscrowd`` checked: one bool (or integer) per ground truth -> (m,) bool."""
+    if iscrowd is None:
+        return np.zeros(m, dtype=np.bool_)
+    crowd = np.asarray(iscrowd)
+    if crowd.ndim != 1 or crowd.shape[0] != m or (crowd.size and crowd.dtype.kind not in "biu"):
+        raise ValueError(
+            f"{func}: iscrowd must hold one bool per ground truth ({m}), got {_short(iscrowd)}"
+        )
+    return crowd.astype(np.bool_)
+
+
+def _small_iou(func: str, dt: list[Any], gt: list[Any], iscrowd: Any,
+               zero_division: float) -> np.ndarray | None:
+    """The common call, two non-empty lists of RLE dicts whose counts are all bytes or all str
+    and whose sizes are all the same list of two Python ints, in one compiled call; None for
+    anything else (uncompressed counts, sizes that differ or are not plain ints, long strings, a
+    malformed string, a bad ``iscrowd``): the general path then checks it all and explains."""
+    if not dt or not gt:
+        return None
+    items = dt + gt
+    try:
+        strings = [r["counts"] for r in items]
+        sizes = [r["size"] for r in items]
+        first = sizes[0]
+        if (type(first) is not list or len(first) != 2 or sizes.count(first) != len(sizes)
+                or set(map(type, chain.from_iterable(sizes))) != {int}):
+            return None  # == alone would let 64.0 or True pass for 64 or 1
+    except (TypeError, KeyError, IndexError, ValueError):
+        return None
+    h, w = first
+    kinds = set(map(type, strings))
+    if not _fits(h, w) or (kinds != {bytes} and kinds != {str}):
+        return None
+    # Joined by a space, a character no valid string holds: the kernel splits them again and
+    # refuses a string that holds one. A non-ASCII str gives bytes the decoder refuses.
+    joined = b" ".join(strings) if kinds == {bytes} else " ".join(strings).encode()
+    try:
+        crowd = _crowd(func, iscrowd, len(gt))
+    except ValueError:  # raised by the general path, after what it checks first
+        return None
+    return _engine().iou_strings(joined, len(dt), len(gt), h, w, crowd, zero_division)
+
+
 def iou(dt: Any, gt: Any, iscrowd: Sequence[Any] | None = None, *,
         zero_division: float = 0.0) -> np.ndarray:
-    """IoU of every detection with every ground truth, computed on the runs (no decoding).
+    """IoU of every detection with every ground truth, computed on the runs (no dense masks).
+
+    A small call (two lists of compressed RLE dicts of one size, up to 64 Ki characters of
+    strings and 512 KiB of bits) is one compiled call: each string is decoded, with every check,
+    straight into bits, and each pair is counted by popcount. Larger calls walk the runs.
 
     Parameters
     ----------
@@ -504,19 +553,14 @@ def iou(dt: Any, gt: Any, iscrowd: Sequence[Any] | None = None, *,
     ndarray (len(dt), len(gt)) float64, as ``pycocotools.mask.iou``.
     """
     func = "rle.iou"
+    if type(dt) is list and type(gt) is list and type(zero_division) is float:
+        result = _small_iou(func, dt, gt, iscrowd, zero_division)
+        if result is not None:
+            return result
     zd = _validate.zero_division(func, zero_division)
     d = _iou_operand(func, "dt", dt)
     g = _iou_operand(func, "gt", gt)
-    if iscrowd is None:
-        crowd = np.zeros(len(g), dtype=np.bool_)
-    else:
-        crowd = np.asarray(iscrowd)
-        if crowd.ndim != 1 or crowd.shape[0] != len(g) or (crowd.size and crowd.dtype.kind not in "biu"):
-            raise ValueError(
-                f"{func}: iscrowd must hold one bool per ground truth ({len(g)}), got "
-                f"{_short(iscrowd)}"
-            )
-        crowd = crowd.astype(np.bool_)
+    crowd = _crowd(func, iscrowd, len(g))
     both = np.concatenate([d.sizes, g.sizes])
     if both.shape[0] and (both != both[0]).any():
         i = int(np.flatnonzero((both != both[0]).any(axis=1))[0])

@@ -491,6 +491,86 @@ def mask_pair(
     return out
 
 
+# One small call in one compiled call: both sets packed, their areas and the rows each mask
+# occupies, and the pairs counted over the rows both masks of a pair occupy, on the calling thread.
+# Taken where the general path would run serially anyway (see :func:`mask_pair_fast`).
+
+
+@kernel()
+def _pack_rows(masks, words, rows):
+    """masks (R, H, W) uint8 -> words (R, H * K) every word written, and rows (R, 3) int64: the
+    area, first and last row with a pixel of each mask (-1, -1 when empty)."""
+    height, width = masks.shape[1], masks.shape[2]
+    k = words.shape[1] // height
+    for r in range(masks.shape[0]):
+        if width % 64 == 0:  # the rows of a mask are one stream of whole words
+            _pack_span(masks[r].reshape(-1), words[r], 0, words.shape[1])
+        else:
+            for y in range(height):
+                _pack_span(masks[r, y], words[r, y * k : (y + 1) * k], 0, k)
+        area, y0, y1 = np.int64(0), np.int64(-1), np.int64(-1)
+        for y in range(height):
+            s = _area(words[r, y * k : (y + 1) * k])
+            if s != 0:
+                area += s
+                y1 = y
+                if y0 < 0:
+                    y0 = y
+        rows[r, 0], rows[r, 1], rows[r, 2] = area, y0, y1
+
+
+@kernel()
+def _pair_small(m1, m2, op, zd, aligned, w1, w2, r1, r2, out):
+    """m1 (N, H, W), m2 (M, H, W) uint8 -> out (N * M,) float32, row i of the (N, M) result at
+    i * M; with ``aligned`` (N == M) out (N,) of the pairs (i, i). w1, w2 (N or M, H * K) uint64
+    and r1, r2 (N or M, 3) int64 are temporaries."""
+    _pack_rows(m1, w1, r1)
+    _pack_rows(m2, w2, r2)
+    k = w1.shape[1] // m1.shape[1]
+    m = np.int64(m2.shape[0])
+    for i in range(m1.shape[0]):
+        for j in range(i, i + 1) if aligned else range(m):
+            lo, hi = max(r1[i, 1], r2[j, 1]), min(r1[i, 2], r2[j, 2])
+            inter = np.int64(0)
+            if r1[i, 1] >= 0 and r2[j, 1] >= 0 and lo <= hi:
+                inter = _count(w1[i, lo * k : (hi + 1) * k], w2[j, lo * k : (hi + 1) * k])
+            out[i if aligned else i * m + j] = _value(inter, r1[i, 0], r2[j, 0], op, zd)
+
+
+_BYTE = (np.dtype(np.bool_), np.dtype(np.uint8), np.dtype(np.int8))
+_LITTLE = sys.byteorder == "little"
+
+
+def mask_pair_fast(op: str, m1: np.ndarray, m2: np.ndarray, zero_division: float,
+                   aligned: bool) -> np.ndarray | None:
+    """The common call in one compiled call, or None where it needs the general path.
+
+    Taken when ``m1`` (N, H, W) and ``m2`` (M, H, W) are C-contiguous NumPy arrays of one byte a
+    pixel (bool, uint8 or int8: non-zero is foreground, the threshold being None), N, M, H, W > 0
+    (N == M when ``aligned``), and the work is under PARALLEL_WORK (where the general path would
+    run on the calling thread too); the caller has checked the types of the arguments. Everything
+    else returns None, and the general path validates it, raising where it must. The result is
+    the general path's, bit for bit: the same exact counts, divided by :func:`_value`.
+    """
+    if m1.ndim != 3 or m2.ndim != 3 or m1.dtype not in _BYTE or m2.dtype not in _BYTE:
+        return None
+    if not (_LITTLE and m1.flags.c_contiguous and m2.flags.c_contiguous):
+        return None
+    (n, height, width), (m, h2, w2) = m1.shape, m2.shape
+    if h2 != height or w2 != width or (aligned and m != n) or 0 in (n, m, height, width):
+        return None
+    k = (width + BITS - 1) // BITS
+    pairs = n if aligned else n * m
+    if (n + m) * height * width >= PARALLEL_WORK or pairs * height * k >= PARALLEL_WORK:
+        return None
+    out = np.empty((n,) if aligned else (n, m), dtype=np.float32)
+    words = np.empty((n + m, height * k), dtype=np.uint64)
+    rows = np.empty((n + m, 3), dtype=np.int64)
+    _pair_small(m1.view(np.uint8), m2.view(np.uint8), _OPS[op], zero_division, aligned,
+                words[:n], words[n:], rows[:n], rows[n:], out.reshape(-1))
+    return out
+
+
 def mask_boxes(words: np.ndarray, *, height: int, width: int) -> np.ndarray:
     """Packed (..., H, K) -> boxes (..., 4) float32 'xyxy' in pixel edges."""
     lead = words.shape[:-2]

@@ -17,7 +17,7 @@ import numba
 import numpy as np
 
 from . import kernel, serial_and_parallel
-from .masks import popcount, trailing_zeros
+from .masks import _count, popcount, trailing_zeros
 
 # Error codes of the string decoder and of the run checks.
 OK, BAD_CHAR, TRUNCATED, OVERFLOW, NEGATIVE, WRONG_TOTAL, PAST_TOTAL = 0, 1, 2, 3, 4, 5, 6
@@ -600,6 +600,132 @@ def iou(dt: tuple[np.ndarray, np.ndarray], gt: tuple[np.ndarray, np.ndarray], he
         _IOU[work >= PARALLEL_WORK](*_iou_operands(*dt, height), *_iou_operands(*gt, height),
                                     height, crowd, zero_division, out)
     return out
+
+
+# One small call in one compiled call: each string decoded, with every check of
+# :func:`_decode_strings`, straight into column-major bits (bit i of word q is pixel 64 q + i),
+# and each pair counted by popcount over the words between the first and the last foreground
+# pixel both masks can share. Taken while the strings hold at most SMALL_CHARS
+# characters and the bits at most SMALL_WORDS words (512 KiB: ten masks of 640 x 480); larger
+# calls take the general path, which walks the runs and may go parallel.
+SMALL_CHARS = 1 << 16
+SMALL_WORDS = 1 << 16
+_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+@kernel()
+def _set_bits(bits, start, stop):
+    """Set bits start .. stop - 1 (start < stop) of the words ``bits``."""
+    q0, q1 = start >> 6, (stop - 1) >> 6
+    head = _ALL << np.uint64(start & 63)
+    tail = _ALL >> np.uint64(63 - ((stop - 1) & 63))
+    if q0 == q1:
+        bits[q0] |= head & tail
+    else:
+        bits[q0] |= head
+        for q in range(q0 + 1, q1):
+            bits[q] = _ALL
+        bits[q1] |= tail
+
+
+@kernel()
+def _draw_string(buf, p, end, total, bits):
+    """Decode the string buf[p:end] of an RLE of ``total`` pixels, with every check of
+    :func:`_decode_strings`, drawing its foreground runs into ``bits`` (zeroed) as it goes:
+    (area, first and last foreground pixel (-1, -1 when empty), error code)."""
+    area, first, last = np.int64(0), np.int64(-1), np.int64(-1)
+    s, index = np.int64(0), np.int64(0)  # pixels so far, within [0, total]; runs so far
+    c1, c2 = np.int64(0), np.int64(0)  # the previous two runs
+    while p < end:
+        # One count, as in _decode_strings (written out here: a call per count costs twice the
+        # loop), checking each character as _string_counts does.
+        x = np.int64(0)
+        k = 0
+        more = True
+        while more:
+            if p >= end:
+                return area, first, last, TRUNCATED
+            if k >= 12:
+                return area, first, last, OVERFLOW
+            ch = np.int64(buf[p]) - 48
+            if ch < 0 or ch > 63:
+                return area, first, last, BAD_CHAR
+            x |= (ch & 0x1F) << (5 * k)
+            more = (ch & 0x20) != 0
+            p += 1
+            k += 1
+            if not more and (ch & 0x10) != 0:
+                x |= np.int64(-1) << (5 * k)
+        if index > 2:
+            x += c2  # |x| < 2**60 and 0 <= c2 <= total: no wrap
+        err = _check_run(x, s, total)
+        if err != OK:
+            return area, first, last, err
+        if index % 2 == 1 and x > 0:
+            _set_bits(bits, s, s + x)
+            area += x
+            if first < 0:
+                first = s
+            last = s + x - 1
+        s += x
+        c2, c1 = c1, x
+        index += 1
+    return area, first, last, (OK if s == total else WRONG_TOTAL)
+
+
+@kernel()
+def _iou_strings(joined, n, total, crowd, zd, spans, bits, out):
+    """``joined``: the compressed strings of n detections then M ground truths, separated by
+    single spaces (a character no valid string holds), every RLE of ``total`` pixels. Each is
+    decoded straight into its row of ``bits`` (n + M, ceil(total / 64)) uint64, its area, first
+    and last foreground pixel into ``spans`` (n + M, 3) int64. Returns False where a string is
+    malformed or the spaces are not n + M - 1 (``out`` is then left unwritten), True with
+    ``out`` (n, M) filled."""
+    k, c = bits.shape[0], joined.shape[0]
+    bits[:] = 0
+    p = np.int64(0)
+    for i in range(k):
+        end = p
+        while end < c and joined[end] != 32:
+            end += 1
+        if (end < c) != (i < k - 1):  # too few or too many strings
+            return False
+        area, first, last, err = _draw_string(joined, p, end, total, bits[i])
+        if err != OK:
+            return False
+        spans[i, 0], spans[i, 1], spans[i, 2] = area, first, last
+        p = end + 1
+    for d in range(n):
+        for g in range(out.shape[1]):
+            a, b = spans[d], spans[n + g]
+            lo, hi = max(a[1], b[1]), min(a[2], b[2])
+            inter = np.int64(0)
+            if a[1] >= 0 and b[1] >= 0 and lo <= hi:
+                q0, q1 = lo >> 6, (hi >> 6) + 1
+                inter = _count(bits[d, q0:q1], bits[n + g, q0:q1])
+            union = a[0] if crowd[g] else a[0] + b[0] - inter
+            out[d, g] = inter / union if union != 0 else zd
+    return True
+
+
+def iou_strings(joined: bytes, n: int, m: int, height: int, width: int, crowd: np.ndarray,
+                zero_division: float) -> np.ndarray | None:
+    """IoU of n detections with m ground truths given as their compressed strings joined by
+    single spaces, all RLEs of size (height, width) with height * width < 2**32 (checked by the
+    caller), in one compiled call: :func:`iou` of the same RLEs. None where the call is not small
+    (SMALL_CHARS, SMALL_WORDS) or a string is malformed: the general path then takes it (and
+    names the bad RLE)."""
+    k = n + m
+    total = height * width
+    words = (total + 63) // 64
+    if len(joined) > SMALL_CHARS or k * words > SMALL_WORDS:
+        return None
+    out = np.empty((n, m), dtype=np.float64)
+    spans = np.empty((k, 3), dtype=np.int64)
+    bits = np.empty((k, words), dtype=np.uint64)
+    ok = _iou_strings(np.frombuffer(joined, dtype=np.uint8), n, total, crowd, zero_division,
+                      spans, bits, out)
+    return out if ok else None
 
 
 # --------------------------------------------------------------------------------------------
