@@ -3,8 +3,11 @@
 On CPU the JAX engine computes pairwise boxes a block of rows at a time ("rows"), counts labels
 chunk by chunk ("chunks") and counts mask intersections with shifts and adds ("swar"); on GPU/TPU
 it uses one flat broadcast ("flat"), one ``jnp.bincount`` ("bincount") and
-``lax.population_count`` ("popcount"). The choice follows ``jax.default_backend()`` when a call
-is traced; each module's ``FORMULATION`` switch forces either one, so both run here.
+``lax.population_count`` ("popcount"). Segmented boxes run one dense row per box of set 1 on CPU
+("rows") and one gathered pair per output element elsewhere ("flat"); segmented masks count as the
+dense ones ("swar" / "popcount"). The choice follows ``jax.default_backend()`` when a call is
+made or traced; each module's ``FORMULATION`` switch (``MASK_FORMULATION`` for segmented masks)
+forces either one, so both run here.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import reference as ref
 from box_cases import box_sets
 from fastiou.backends.jax_xla import boxes as jax_boxes
 from fastiou.backends.jax_xla import masks as jax_masks
+from fastiou.backends.jax_xla import ragged as jax_ragged
 from fastiou.backends.jax_xla import semantic as jax_semantic
 
 BOX_FUNCS = {
@@ -191,3 +195,145 @@ def test_mask_group_sizes(monkeypatch):
     assert jax.default_backend() == "cpu"
     assert jax_masks._group(2048, 200, 200) == 16  # many columns: swar
     assert jax_masks._group(9600, 50, 50) == 0  # few columns: population_count
+
+
+# --- segmented (ragged) boxes: "rows" on CPU, "flat" on GPU/TPU ----------------------------------
+
+@pytest.fixture(params=("rows", "flat"))
+def ragged_formulation(request, monkeypatch):
+    monkeypatch.setattr(jax_ragged, "FORMULATION", request.param)
+    return request.param
+
+
+def _segmented_reference(b1, b2, off1, off2, fmt="xyxy", zero_division=0.0):
+    """The N_s x M_s blocks, row-major, one after another, from the float64 reference."""
+    out = [ref.pairwise("iou", b1[off1[s]:off1[s + 1]].astype(np.float64),
+                        b2[off2[s]:off2[s + 1]].astype(np.float64), fmt=fmt,
+                        zero_division=zero_division).reshape(-1)
+           for s in range(len(off1) - 1)]
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def _segment_boxes(rng, counts, dims=2):
+    lo = rng.uniform(0, 50, (sum(counts), dims))
+    return np.concatenate([lo, lo + rng.uniform(0, 30, lo.shape)], -1).astype(np.float32)
+
+
+SEGMENT_CASES = {
+    # (rows of set 1, rows of set 2) per segment
+    "uniform width": ([3, 1, 5, 2], [4, 4, 4, 4]),  # every row 4 wide: no compaction
+    "ragged": ([0, 3, 2, 0, 4, 1], [2, 5, 0, 3, 1, 6]),  # empty segments at both ends and inside
+    "one wide segment": ([1, 6, 2], [1, 2, 9]),
+}
+
+
+@pytest.mark.parametrize("case", list(SEGMENT_CASES))
+@pytest.mark.parametrize("fmt", ["xyxy", "xywh"])
+def test_segmented_box_formulations_match_reference(ragged_formulation, case, fmt):
+    n, m = SEGMENT_CASES[case]
+    rng = np.random.default_rng(len(n) * 10 + len(fmt))
+    b1, b2 = _segment_boxes(rng, n), _segment_boxes(rng, m)
+    b2[0] = b1[0] if n[0] and m[0] else b2[0]
+    off1, off2 = np.cumsum([0] + n), np.cumsum([0] + m)
+    layout = jax_ragged._row_layout(off1, off2, np.cumsum([0] + [a * b for a, b in zip(n, m)]))
+    assert (layout is not None) == (ragged_formulation == "rows")
+    if fmt == "xywh":
+        b1[:, 2:] -= b1[:, :2]
+        b2[:, 2:] -= b2[:, :2]
+    values, blocks = fastiou.segmented_box_iou(jnp.asarray(b1), jnp.asarray(b2), off1, off2,
+                                               fmt=fmt, zero_division=0.25)
+    want = _segmented_reference(b1, b2, off1, off2, fmt, 0.25)
+    assert isinstance(values, jax.Array) and values.dtype == jnp.float32
+    assert values.shape == want.shape == (blocks[-1],)
+    np.testing.assert_allclose(np.asarray(values), want, rtol=2e-5, atol=2e-6)
+    numba_values, _ = fastiou.segmented_box_iou(b1, b2, off1, off2, fmt=fmt, zero_division=0.25)
+    np.testing.assert_allclose(np.asarray(values), numba_values, rtol=2e-6, atol=2e-7)
+
+
+def test_segmented_box_rows_3d_extreme_nan_and_zero_area(ragged_formulation):
+    """3D boxes; an extreme box (the scaled formula), a NaN box, and zero-area pairs."""
+    rng = np.random.default_rng(3)
+    n, m = [2, 3, 1], [3, 2, 4]
+    b1, b2 = _segment_boxes(rng, n, dims=3), _segment_boxes(rng, m, dims=3)
+    b1[1] = [0, 0, 0, 1e30, 1e30, 1e30]
+    b2[4] = [0, 0, 0, 1, np.nan, 1]
+    b1[5] = [5, 5, 5, 5, 5, 5]  # zero volume: zero_division against zero-volume b2[8]
+    b2[8] = [5, 5, 5, 5, 5, 5]
+    off1, off2 = np.cumsum([0] + n), np.cumsum([0] + m)
+    values, _ = fastiou.segmented_box_iou(jnp.asarray(b1), jnp.asarray(b2), off1, off2,
+                                          zero_division=0.5)
+    want = _segmented_reference(b1, b2, off1, off2, zero_division=0.5)
+    got = np.asarray(values)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    assert np.isnan(want).sum() == 3 and 0.5 in want
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
+
+
+def test_segmented_box_rows_under_jit_and_vmap(ragged_formulation):
+    """Under jit the extreme-box test runs on the device (a lax.cond); vmap over two datasets of
+    the same layout gives each one's values."""
+    rng = np.random.default_rng(4)
+    n, m = [2, 0, 3], [3, 2, 2]
+    off1, off2 = np.cumsum([0] + n), np.cumsum([0] + m)
+    b1 = np.stack([_segment_boxes(rng, n) for _ in range(2)])
+    b2 = np.stack([_segment_boxes(rng, m) for _ in range(2)])
+    b2[1, 0] = [0, 0, 1e-30, 1e-30]  # a tiny extent: the scaled formula in dataset 1
+    fn = jax.jit(lambda a, b: fastiou.segmented_box_iou(a, b, off1, off2)[0])
+    for k in range(2):
+        want = _segmented_reference(b1[k], b2[k], off1, off2)
+        np.testing.assert_allclose(np.asarray(fn(jnp.asarray(b1[k]), jnp.asarray(b2[k]))),
+                                   want, rtol=2e-5, atol=2e-6)
+    mapped = np.asarray(jax.vmap(fn)(jnp.asarray(b1), jnp.asarray(b2)))
+    for k in range(2):
+        np.testing.assert_allclose(mapped[k], _segmented_reference(b1[k], b2[k], off1, off2),
+                                   rtol=2e-5, atol=2e-6)
+
+
+def test_segmented_rows_chosen_by_padding(monkeypatch):
+    """On CPU "rows" is taken while the dense (K1, W) rows hold at most 4 times the pairs."""
+    monkeypatch.setattr(jax_ragged, "FORMULATION", None)
+    assert jax.default_backend() == "cpu"
+
+    def layout(n, m):
+        return jax_ragged._row_layout(np.cumsum([0] + n), np.cumsum([0] + m),
+                                      np.cumsum([0] + [a * b for a, b in zip(n, m)]))
+
+    first, segment, width, base, w = layout([2, 0, 3], [4, 7, 2])
+    assert w == 4  # the empty segment's 7 boxes are never used
+    np.testing.assert_array_equal(np.asarray(first), [0, 11])
+    np.testing.assert_array_equal(np.asarray(segment), [0, 0, 1, 1, 1])
+    np.testing.assert_array_equal(np.asarray(width), [4, 4, 2, 2, 2])
+    np.testing.assert_array_equal(np.asarray(base), [0, 4, 8, 10, 12])
+    assert layout([10, 10], [100, 40]) is not None  # 2000 values for 1400 pairs
+    assert layout([10, 10, 10], [100, 1, 1]) is not None  # 3000 for 1020
+    assert layout([10] * 5, [100, 1, 1, 1, 1]) is None  # 5000 for 1040: flat
+    assert layout([3], [0]) is None and layout([0], [5]) is None
+    monkeypatch.setattr(jax_ragged, "FORMULATION", "rows")
+    assert layout([10] * 5, [100, 1, 1, 1, 1]) is not None  # forced
+
+
+@pytest.mark.parametrize("formulation", ["swar", "popcount"])
+@pytest.mark.parametrize("shape", [(31, 992), (37, 32), (16, 64)])  # groups of 31, 1, 16 words
+def test_segmented_mask_formulations_match_reference(monkeypatch, formulation, shape):
+    """Random, full (every byte count at its maximum) and empty masks, ragged segments."""
+    monkeypatch.setattr(jax_ragged, "MASK_FORMULATION", formulation)
+    h, w = shape
+    words = h * (-(-w // 32))
+    assert jax_ragged._mask_group(words) == {"swar": {31: 31, 37: 1, 16: 16}[h],
+                                             "popcount": 0}[formulation]
+    rng = np.random.default_rng(h)
+    n, m = [2, 0, 3, 1], [3, 2, 2, 0]
+    a = rng.random((sum(n), h, w)) < 0.4
+    b = rng.random((sum(m), h, w)) < 0.6
+    a[0] = True
+    b[0] = True
+    b[1] = False
+    b[5] = a[2]
+    off1, off2 = np.cumsum([0] + n), np.cumsum([0] + m)
+    values, blocks = fastiou.segmented_mask_iou(jnp.asarray(a), jnp.asarray(b), off1, off2)
+    want = np.concatenate([_mask_reference(a[off1[s]:off1[s + 1]], b[off2[s]:off2[s + 1]])
+                           .reshape(-1) for s in range(len(n)) if n[s] and m[s]])
+    assert isinstance(values, jax.Array) and values.dtype == jnp.float32
+    assert values.shape == want.shape == (blocks[-1],)
+    np.testing.assert_allclose(np.asarray(values), want, rtol=1e-6)
+    assert float(values[0]) == 1.0 and float(values[6]) == 1.0  # a[0] vs b[0]; a[2] vs b[5]
