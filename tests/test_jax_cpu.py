@@ -337,3 +337,19 @@ def test_segmented_mask_formulations_match_reference(monkeypatch, formulation, s
     assert values.shape == want.shape == (blocks[-1],)
     np.testing.assert_allclose(np.asarray(values), want, rtol=1e-6)
     assert float(values[0]) == 1.0 and float(values[6]) == 1.0  # a[0] vs b[0]; a[2] vs b[5]
+
+
+def test_segmented_box_rows_no_retrace(monkeypatch):
+    """Same shapes, dtypes and offsets, new values: the compiled "rows" programs are reused."""
+    monkeypatch.setattr(jax_ragged, "FORMULATION", "rows")
+    rng = np.random.default_rng(9)
+    n, m = [3, 0, 2], [4, 1, 3]
+    off1, off2 = np.cumsum([0] + n), np.cumsum([0] + m)
+    for k in range(3):
+        b1, b2 = _segment_boxes(rng, n), _segment_boxes(rng, m)
+        values, _ = fastiou.segmented_box_iou(jnp.asarray(b1), jnp.asarray(b2), off1, off2)
+        np.testing.assert_allclose(np.asarray(values), _segmented_reference(b1, b2, off1, off2),
+                                   rtol=2e-5, atol=2e-6)
+        if k == 0:
+            sizes = (jax_ragged._tiles._cache_size(), jax_ragged._box_rows._cache_size())
+    assert (jax_ragged._tiles._cache_size(), jax_ragged._box_rows._cache_size()) == sizes
