@@ -373,12 +373,14 @@ def test_results_do_not_depend_on_the_memory_budget(engine, budget):
     )
 
 
-def test_numba_reused_buffers_never_touch_what_the_caller_holds():
+def test_numba_reused_buffers_never_touch_what_the_caller_holds(monkeypatch):
     """Packed words and temporaries of the Numba engine come from buffers kept between calls; a
     buffer is handed out again only when nothing refers to it. Words the caller holds (a
     PackedMasks, a view of its words) must survive any number of later calls unchanged, results
     must stay right, and the kept memory must stay bounded."""
     from fastiou.backends.numba_cpu import masks as nb_masks
+
+    monkeypatch.setattr(nb_masks._Buffers, "kept", [])  # counted for this test's calls alone
 
     rng = np.random.default_rng(22)
     shape = (48, 96, 700)  # 48 * 96 * 11 words: 396 KiB of packed words a set
