@@ -37,6 +37,7 @@ COMMON = textwrap.dedent(
     nb_boxes.PARALLEL_PAIRS = 1  # small inputs take the parallel kernels
     nb_masks.PARALLEL_WORK = 1
     nb_rle.PARALLEL_WORK = 1
+    nb_rle.SMALL_CHARS = 0  # rle.iou declines its one-call path for small inputs
     nb_sem._MIN_TASK = 1024
 
     launches = {}
