@@ -20,4 +20,17 @@ __device__ __forceinline__ long long grid_stride_x() {
   return static_cast<long long>(blockDim.x) * gridDim.x;
 }
 
+// The segment holding output element k of a segmented launch (segment s covers
+// start[s]..start[s+1]): the last s in [0, segments) with start[s] <= k. Empty
+// segments share their start with the next one, so the search lands on the non-empty one.
+__device__ __forceinline__ long long segment_of(const long long* __restrict__ start,
+                                                long long segments, long long k) {
+  long long lo = 0, hi = segments;
+  while (hi - lo > 1) {
+    const long long mid = lo + (hi - lo) / 2;
+    if (start[mid] <= k) lo = mid; else hi = mid;
+  }
+  return lo;
+}
+
 }  // namespace fastiou

@@ -151,8 +151,7 @@ __global__ void mask_boxes(const word_t* __restrict__ words, long long count, lo
 // pairs masks off1[s]..off1[s+1] of the first set with masks off2[s]..off2[s+1] of the second;
 // its masks have nw[s] words each, mask i of the first set at w1 + at1[i] and mask j of the second
 // at w2 + at2[j]. Its block of exact counts is written row-major at out[start[s]..start[s+1]); one
-// warp per pair, which finds its segment by a binary search in start (the last s in
-// [0, segments) with start[s] <= k: an empty segment shares its start with the next one). The
+// warp per pair, which finds its segment by a binary search in start (segment_of). The
 // host has checked the offsets (monotone, within the arrays); indices are 64-bit.
 template <typename O>
 __global__ void mask_segment_counts(const word_t* __restrict__ w1,
@@ -166,14 +165,10 @@ __global__ void mask_segment_counts(const word_t* __restrict__ w1,
                                     long long total, O* __restrict__ out) {
   const int lane = threadIdx.x % 32;
   for (long long k = warp_start(); k < total; k += warp_stride()) {
-    long long lo = 0, hi = segments;
-    while (hi - lo > 1) {
-      const long long mid = lo + (hi - lo) / 2;
-      if (start[mid] <= k) lo = mid; else hi = mid;
-    }
-    const long long width = off2[lo + 1] - off2[lo], r = k - start[lo];
-    const long long i = off1[lo] + r / width, j = off2[lo] + r % width;
-    const long long c = warp_intersection(w1 + at1[i], w2 + at2[j], nw[lo], lane);
+    const long long s = segment_of(start, segments, k);
+    const long long width = off2[s + 1] - off2[s], r = k - start[s];
+    const long long i = off1[s] + r / width, j = off2[s] + r % width;
+    const long long c = warp_intersection(w1 + at1[i], w2 + at2[j], nw[s], lane);
     if (lane == 0) out[k] = static_cast<O>(c);
   }
 }

@@ -12,18 +12,6 @@
 
 namespace fastiou {
 
-// The segment holding output element k: the last s in [0, segments) with start[s] <= k. Empty
-// segments share their start with the next one, so the search lands on the non-empty one.
-__device__ __forceinline__ long long segment_of(const long long* __restrict__ start,
-                                                long long segments, long long k) {
-  long long lo = 0, hi = segments;
-  while (hi - lo > 1) {
-    const long long mid = lo + (hi - lo) / 2;
-    if (start[mid] <= k) lo = mid; else hi = mid;
-  }
-  return lo;
-}
-
 // The pair (row i of the first set, row j of the second) that output element k holds.
 __device__ __forceinline__ void segment_pair(const long long* __restrict__ off1,
                                              const long long* __restrict__ off2,
