@@ -28,22 +28,18 @@ supervision and pycocotools when installed; for packing, NumPy reading the same 
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import statistics
-import subprocess
 import sys
-import time
 from typing import Any, Callable
 
 import numpy as np
 
-from ._common import fmt_time, machine, print_table, write_json
+from ._common import Target, cli, failed, find, fmt_time, measure, progress, ratio, run_worker
 
 # (name, full size, quick size) of each workload; each runs in its own process.
 DENSE = [(50, 480, 640), (200, 256, 256)]  # n = m masks of H x W
 DENSE_QUICK = [(20, 240, 320), (60, 128, 128)]
+RLE_IOU = {False: (100, 20, 480, 640), True: (40, 10, 240, 320)}  # detections, ground truths, H, W
+RLE_ENCODE = {False: (120, 480, 640), True: (30, 240, 320)}  # masks, H, W
 # Import order x call order: every combination is a separate process.
 ORDERS = ("import first, fastiou first", "import first, baseline first",
           "masks first, fastiou first", "masks first, baseline first")
@@ -58,6 +54,7 @@ TARGETS = [
 ]
 SMALL = (4, 6, 64, 64)  # n, m, H, W of each small call
 SMALL_CALLS = 50  # small calls per repeat
+REPEATS = 9  # timed calls after the first, in each workload
 
 
 def make_masks(n: int, m: int, height: int, width: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -148,24 +145,6 @@ def _supervision() -> Any:
     return supervision
 
 
-def measure(call: Callable[..., Any], inputs: list[tuple[Any, ...]],
-            check: Callable[[Any], float] | None = None) -> dict[str, Any]:
-    """Time ``call(*args)`` once per entry of ``inputs`` (each used once): the first call alone,
-    then the median and p90 of the others. ``check`` turns the first result into an error."""
-    samples, err = [], 0.0
-    for k, args in enumerate(inputs):
-        t0 = time.perf_counter()
-        result = call(*args)
-        samples.append(time.perf_counter() - t0)
-        if k == 0 and check is not None:
-            err = check(result)
-        del result
-    rest = samples[1:] or samples
-    p90 = statistics.quantiles(rest, n=10, method="inclusive")[-1] if len(rest) > 1 else rest[0]
-    return {"first_call_s": samples[0], "median_s": statistics.median(rest), "p90_s": p90,
-            "repeats": len(rest), "max_abs_err": err}
-
-
 # --- one workload, in a child process ----------------------------------------------------------
 
 
@@ -207,9 +186,9 @@ def _dense(name: str, size: tuple[int, int, int], order: str, repeats: int) -> l
         impls.append(("supervision mask_iou_batch", sv.mask_iou_batch, slow, err_of(7, 8)))
     rows = []
     for impl, call, inputs, check in impls:
-        rows.append({"workload": name, "order": order, "impl": impl, "n": n, "m": n,
-                     "height": h, "width": w, "fill": float(a0.mean()),
-                     **measure(call, inputs, check)})
+        rows.append({"workload": f"{name} [{order}]", "order": order, "impl": impl, "n": n,
+                     "m": n, "height": h, "width": w, "fill": float(a0.mean()),
+                     **measure(call, inputs, check=check)})
     return rows
 
 
@@ -227,7 +206,7 @@ def _rle_iou(name: str, size: tuple[int, int, int, int], repeats: int) -> list[d
     if mu is not None:
         impls.append(("pycocotools iou", mu.iou))
     return [{"workload": name, "impl": impl, "n": nd, "m": ng,
-             **measure(call, sets, lambda v: float(np.abs(np.asarray(v) - expected).max()))}
+             **measure(call, sets, check=lambda v: float(np.abs(np.asarray(v) - expected).max()))}
             for impl, call in impls]
 
 
@@ -248,14 +227,15 @@ def _rle_encode(name: str, size: tuple[int, int, int], repeats: int) -> list[dic
     def check(value: Any) -> float:
         return 0.0 if [r["counts"] for r in value] == expected else 1.0
 
-    return [{"workload": name, "impl": impl, "n": n, **measure(call, inputs, check)}
+    return [{"workload": name, "impl": impl, "n": n, **measure(call, inputs, check=check)}
             for impl, call, inputs in impls]
 
 
-def _small(name: str, kind: str, repeats: int) -> list[dict[str, Any]]:
-    """Many small calls, each on sets not used before: mask_iou or rle.iou of 4 vs 6 at 64x64."""
-    n, m, h, w = SMALL
-    calls = (repeats + 1) * SMALL_CALLS
+def _small(name: str, kind: str, size: tuple[int, int, int, int], calls_per_repeat: int,
+           repeats: int) -> list[dict[str, Any]]:
+    """Many small calls, each on sets not used before: mask_iou or rle.iou of n vs m at H x W."""
+    n, m, h, w = size
+    calls = (repeats + 1) * calls_per_repeat
     import fastiou
     from fastiou import rle
 
@@ -276,7 +256,7 @@ def _small(name: str, kind: str, repeats: int) -> list[dict[str, Any]]:
     rows = []
     for impl, call, inputs in impls:
         r = measure(call, inputs,
-                    lambda v: float(np.abs(np.asarray(v, np.float64) - expected).max()))
+                    check=lambda v: float(np.abs(np.asarray(v, np.float64) - expected).max()))
         rows.append({"workload": name, "impl": impl, "n": n, "m": m, "height": h, "width": w,
                      "calls": calls, **r})
     return rows
@@ -288,53 +268,55 @@ def workloads(quick: bool) -> list[dict[str, Any]]:
     for n, h, w in DENSE_QUICK if quick else DENSE:
         out += [{"kind": "dense", "name": f"dense {n}x{n} @{h}x{w}", "size": (n, h, w),
                  "order": o} for o in ORDERS]
-    nd, ng, h, w = (40, 10, 240, 320) if quick else (100, 20, 480, 640)
+    nd, ng, h, w = RLE_IOU[quick]
     out.append({"kind": "rle_iou", "name": f"RLE IoU {nd} dt x {ng} gt @{h}x{w}",
                 "size": (nd, ng, h, w)})
-    n, h, w = (30, 240, 320) if quick else (120, 480, 640)
+    n, h, w = RLE_ENCODE[quick]
     out.append({"kind": "rle_encode", "name": f"RLE encode {n} masks @{h}x{w}", "size": (n, h, w)})
     n, m, h, w = SMALL
-    out.append({"kind": "small_masks", "name": f"small mask_iou {n} x {m} @{h}x{w}"})
-    out.append({"kind": "small_rle", "name": f"small RLE IoU {n} dt x {m} gt @{h}x{w}"})
+    out.append({"kind": "small_masks", "name": f"small mask_iou {n} x {m} @{h}x{w}",
+                "size": SMALL, "calls": SMALL_CALLS})
+    out.append({"kind": "small_rle", "name": f"small RLE IoU {n} dt x {m} gt @{h}x{w}",
+                "size": SMALL, "calls": SMALL_CALLS})
     return out
 
 
-def child(spec: dict[str, Any], repeats: int) -> list[dict[str, Any]]:
-    if spec["kind"] == "dense":
+def worker(kind: str, spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """One workload in this fresh process (the child side of ``run_worker``)."""
+    repeats = spec.get("repeats", REPEATS)
+    if kind == "dense":
         return _dense(spec["name"], tuple(spec["size"]), spec["order"], repeats)
-    if spec["kind"] == "rle_iou":
+    if kind == "rle_iou":
         return _rle_iou(spec["name"], tuple(spec["size"]), repeats)
-    if spec["kind"].startswith("small_"):
-        return _small(spec["name"], spec["kind"][len("small_"):], repeats)
-    return _rle_encode(spec["name"], tuple(spec["size"]), repeats)
+    if kind == "rle_encode":
+        return _rle_encode(spec["name"], tuple(spec["size"]), repeats)
+    if kind.startswith("small_"):
+        return _small(spec["name"], kind[len("small_"):], tuple(spec["size"]), spec["calls"],
+                      repeats)
+    raise ValueError(f"benchmarks.masks: no worker {kind!r}")
 
 
 # --- the parent: one process per workload, the table, the targets -----------------------------
 
 
-def run(quick: bool = False, repeats: int = 9) -> dict[str, Any]:
+def run(quick: bool = False) -> dict[str, Any]:
     results: list[dict[str, Any]] = []
     for spec in workloads(quick):
-        label = spec["name"] + (f" ({spec['order']})" if "order" in spec else "")
-        print(f"running {label} ...", file=sys.stderr, flush=True)
-        proc = subprocess.run(
-            [sys.executable, "-m", "benchmarks.masks", "--child", json.dumps(spec),
-             "--repeats", str(repeats)],
-            capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)) or ".",
-        )
-        if proc.returncode:
-            raise RuntimeError(f"{label} failed:\n{proc.stderr[-3000:]}")
-        results += json.loads(proc.stdout.strip().splitlines()[-1])
+        label = spec["name"] + (f" [{spec['order']}]" if "order" in spec else "")
+        progress(f"running {label} ...")
+        try:
+            results += run_worker("masks", spec["kind"], {**spec, "repeats": REPEATS})
+        except RuntimeError as exc:
+            results.append(failed(label, spec["kind"], exc))
     for r in results:  # ratio to the baseline of the same process
         base = next((b for b in results if b["workload"] == r["workload"]
-                     and b.get("order") == r.get("order") and b["impl"] in _baselines()), None)
-        if base is not None:
+                     and b["impl"] in _baselines() and b.get("median_s")), None)
+        if base is not None and r.get("median_s"):
             r["baseline"] = base["impl"]
             r["speedup_vs_baseline"] = base["median_s"] / r["median_s"]
     import fastiou
 
-    return {"benchmark": "masks", "quick": quick, "machine": machine(),
-            "load_average": os.getloadavg()[0],
+    return {"benchmark": "masks", "quick": quick,
             "engines": {k: v._asdict() for k, v in fastiou.available_backends().items()},
             "results": results}
 
@@ -343,58 +325,36 @@ def _baselines() -> set[str]:
     return {t[2] for t in TARGETS}
 
 
-def targets(payload: dict[str, Any]) -> list[tuple[str, bool]]:
-    """(line, met) for every target of the issue, per workload and call order."""
-    lines = []
+def targets(payload: dict[str, Any]) -> list[Target | str]:
+    """Every target of the issue, per workload and call order; a plain line where the issue
+    gives no figure."""
+    out: list[Target | str] = []
     rows = payload["results"]
     for prefix, ours, theirs, goal, aim in TARGETS:
-        for r in rows:
-            if not (r["workload"].startswith(prefix) and r["impl"] == ours):
+        for workload in dict.fromkeys(r["workload"] for r in rows):
+            if not workload.startswith(prefix):
                 continue
-            base = next((b for b in rows if b["workload"] == r["workload"]
-                         and b.get("order") == r.get("order") and b["impl"] == theirs), None)
-            if base is None:
+            if goal is not None:
+                out.append(ratio(rows, workload, theirs, ours, goal, aim=aim, source="issue 11",
+                                 what=f"{workload}: {theirs} / {ours}"))
                 continue
-            ratio = base["median_s"] / r["median_s"]
-            where = r["workload"] + (f" [{r['order']}]" if r.get("order") else "")
-            head = (f"{where}: {ours} {fmt_time(r['median_s'])} vs {theirs} "
-                    f"{fmt_time(base['median_s'])}: {ratio:.1f}x")
-            if goal is None:
-                lines.append((f"{head} (no figure in the issue)", True))
-                continue
-            lines.append((f"{head} (target >= {goal:g}x{f', aim {aim:g}x' if aim else ''}): "
-                          f"{'met' if ratio >= goal else 'NOT met'}", ratio >= goal))
-    return lines
+            mine, base = find(rows, workload, ours), find(rows, workload, theirs)
+            if mine and base and mine.get("median_s") and base.get("median_s"):
+                out.append(f"{workload}: {ours} {fmt_time(mine['median_s'])} vs {theirs} "
+                           f"{fmt_time(base['median_s'])}: "
+                           f"{base['median_s'] / mine['median_s']:.1f}x (no figure in the issue)")
+    return out
+
+
+def cells(r: dict[str, Any]) -> dict[str, str]:
+    speed, err = r.get("speedup_vs_baseline"), r.get("max_abs_err")
+    return {"speedup": "" if speed is None else f"{speed:.1f}x",
+            "err": "" if err is None else f"{err:.1e}"}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
-    parser.add_argument("--check", action="store_true",
-                        help="exit 1 when a target of the issue is missed")
-    parser.add_argument("--repeats", type=int, default=9, help="timed calls after the first")
-    parser.add_argument("--json", help="where to write the results (default benchmarks/results)")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.child:
-        print(json.dumps(child(json.loads(args.child), max(2, args.repeats))))
-        return 0
-    payload = run(quick=args.quick, repeats=max(2, args.repeats))
-    rows = [{**r, "where": r["workload"] + (f" [{r['order']}]" if r.get("order") else ""),
-             "median": fmt_time(r["median_s"]), "p90": fmt_time(r["p90_s"]),
-             "first": fmt_time(r["first_call_s"]),
-             "speedup": (f"{r['speedup_vs_baseline']:.1f}x" if "speedup_vs_baseline" in r else ""),
-             "err": f"{r['max_abs_err']:.1e}"} for r in payload["results"]]
-    print(f"machine: {payload['machine']}, load average: {payload['load_average']:.2f}")
-    print_table(rows, [("where", "workload [order]"), ("impl", "implementation"),
-                       ("median", "median"), ("p90", "p90"), ("first", "first call"),
-                       ("speedup", "vs baseline"), ("err", "max |err|")])
-    checks = targets(payload)
-    for line, _ in checks:
-        print(line)
-    path = write_json("masks" + ("-quick" if args.quick else ""), payload, args.json)
-    print(f"results: {path}")
-    return 1 if args.check and not all(met for _, met in checks) else 0
+    return cli("masks", __doc__, run, targets,
+               [("speedup", "vs baseline"), ("err", "max |err|")], cells, argv, worker)
 
 
 if __name__ == "__main__":

@@ -498,12 +498,13 @@ def _crowd(func: str, iscrowd: Any, m: int) -> np.ndarray:
     return crowd.astype(np.bool_)
 
 
-def _small_iou(func: str, dt: list[Any], gt: list[Any], iscrowd: Any,
-               zero_division: float) -> np.ndarray | None:
+def _strings_iou(func: str, dt: list[Any], gt: list[Any], iscrowd: Any,
+                 zero_division: float) -> np.ndarray | None:
     """The common call, two non-empty lists of RLE dicts whose counts are all bytes or all str
     and whose sizes are all the same list of two Python ints, in one compiled call; None for
-    anything else (uncompressed counts, sizes that differ or are not plain ints, long strings, a
-    malformed string, a bad ``iscrowd``): the general path then checks it all and explains."""
+    anything else (uncompressed counts, sizes that differ or are not plain ints, ground truths
+    too large for the bits, a malformed string, a bad ``iscrowd``): the general path then checks
+    it all and explains."""
     if not dt or not gt:
         return None
     items = dt + gt
@@ -534,9 +535,13 @@ def iou(dt: Any, gt: Any, iscrowd: Sequence[Any] | None = None, *,
         zero_division: float = 0.0) -> np.ndarray:
     """IoU of every detection with every ground truth, computed on the runs (no dense masks).
 
-    A small call (two lists of compressed RLE dicts of one size, up to 64 Ki characters of
-    strings and 512 KiB of bits) is one compiled call: each string is decoded, with every check,
-    straight into bits, and each pair is counted by popcount. Larger calls walk the runs.
+    The common call, two lists of compressed RLE dicts of one size, is one compiled call: each
+    string is decoded, with every check, straight into column-major bits, and each pair is
+    counted by popcount over the words from the first pixel both masks may share to the last
+    (in images taller than 512 rows, only the rows both bounding boxes span in each column).
+    The bits of the ground truths are held at once, up to 32 MiB; those of the detections one
+    at a time per thread. Other calls (uncompressed counts, dense masks, larger ground-truth
+    sets) walk the runs of each pair.
 
     Parameters
     ----------
@@ -554,7 +559,7 @@ def iou(dt: Any, gt: Any, iscrowd: Sequence[Any] | None = None, *,
     """
     func = "rle.iou"
     if type(dt) is list and type(gt) is list and type(zero_division) is float:
-        result = _small_iou(func, dt, gt, iscrowd, zero_division)
+        result = _strings_iou(func, dt, gt, iscrowd, zero_division)
         if result is not None:
             return result
     zd = _validate.zero_division(func, zero_division)

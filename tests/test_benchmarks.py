@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from benchmarks import _common, boxes, evaluate, reductions, semantic, startup
+from benchmarks import _common, boxes, evaluate, masks, reductions, semantic, startup
 from benchmarks._common import Target, measure, missed, ratio, time_limit
 
 TIMING_KEYS = {"workload", "impl", "median_s", "p90_s", "first_call_s", "repeats"}
@@ -240,3 +240,29 @@ def test_startup_module(tmp_path, capsys, monkeypatch) -> None:
     assert by["fastiou eval on the sample data, whole process"]["met"] is None
     # the 2000-image workload did not run: its ratios are not measured, --check fails
     assert code == 1 and "not measured" in text
+
+
+def test_masks_module(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.setattr(masks, "DENSE_QUICK", [(4, 40, 70)])
+    monkeypatch.setattr(masks, "ORDERS", masks.ORDERS[::3])  # import first / masks first
+    monkeypatch.setattr(masks, "RLE_IOU", {True: (6, 3, 40, 70)})
+    monkeypatch.setattr(masks, "RLE_ENCODE", {True: (5, 40, 70)})
+    monkeypatch.setattr(masks, "SMALL", (2, 3, 16, 16))
+    monkeypatch.setattr(masks, "SMALL_CALLS", 2)
+    monkeypatch.setattr(masks, "REPEATS", 2)
+    code, payload, text = _run_module(masks, tmp_path, capsys)
+    rows = payload["results"]
+    assert not [r for r in rows if "error" in r], [r["error"] for r in rows if "error" in r]
+    for r in rows:
+        assert TIMING_KEYS <= set(r) and 0 < r["median_s"] <= r["p90_s"]
+        assert r.get("max_abs_err", 0.0) < 1e-6, r  # against float64 / the same strings
+    dense = {r["workload"] for r in rows if r["workload"].startswith("dense")}
+    assert dense == {"dense 4x4 @40x70 [import first, fastiou first]",
+                     "dense 4x4 @40x70 [masks first, baseline first]"}
+    impls = {r["impl"] for r in rows}
+    assert {"fastiou mask_iou", "numpy float32 matmul", "fastiou rle.iou", "pycocotools iou",
+            "fastiou rle.encode", "pycocotools encode + Fortran copy"} <= impls
+    # every target with a figure is measured (met or not: timing is not asserted)
+    measured = [t for t in payload["targets"] if "what" in t]
+    assert len(measured) == 4 and all(t["value"] is not None for t in measured)
+    assert code in (0, 1) and text.count("(no figure in the issue)") == 2

@@ -170,6 +170,28 @@ def test_object_masks_match_reference(engine, op):
     check(run(engine, fn, pack(engine, m1), pack(engine, m2)), ref_pair(op, m1, m2))
 
 
+def test_numba_column_spans_match_a_plain_scan():
+    """The rows each word column of a packed mask occupies (what the Numba engine counts a pair
+    over) against a plain scan: every single pixel of small images, sparse to full masks, flat
+    word counts below and above the eight words the scan skips at a time."""
+    from fastiou.backends.numba_cpu import masks as engine
+
+    rng = np.random.default_rng(22)
+    for h, w in [(1, 1), (1, 64), (3, 70), (9, 200), (40, 130), (7, 600)]:
+        single = np.zeros((h * w, h, w), dtype=bool)
+        single.reshape(h * w, -1)[np.arange(h * w), np.arange(h * w)] = True
+        sparse = rng.random((25, h, w)) < rng.choice([0, 1e-3, 0.02, 0.3, 1], (25, 1, 1))
+        for masks in (single[:: max(1, h * w // 400)], sparse, object_masks(rng, 9, h, w)):
+            words = np.ascontiguousarray(fastiou.pack_masks(masks).words)
+            for one in words:
+                spans = np.full((one.shape[1], 3), -7, dtype=np.int64)
+                engine._spans(one, spans)
+                for q in range(one.shape[1]):
+                    rows = np.flatnonzero(one[:, q])
+                    expected = (rows[0], rows[-1] + 1) if rows.size else (0, 0)
+                    assert tuple(spans[q, :2]) == expected, (h, w, q)
+
+
 @pytest.mark.parametrize("zero_division", [0.0, 1.0, -0.5])
 def test_zero_division(engine, zero_division):
     empty = np.zeros((2, 4, 9), dtype=bool)

@@ -330,3 +330,67 @@ def test_property_round_trip_and_identity(masks):
     np.testing.assert_array_equal(rle.decode(ours), masks)
     np.testing.assert_array_equal(rle.iou(ours, ours, [0] * len(ours)),
                                   pm.iou(ours, ours, [0] * len(ours)))
+
+
+def iou_reference(dt: np.ndarray, gt: np.ndarray, crowd: list[int], zd: float = 0.0) -> np.ndarray:
+    """Plain float64 IoU of dense masks, pair by pair, with COCO's crowd rule."""
+    out = np.empty((len(dt), len(gt)))
+    for i, d in enumerate(dt):
+        for j, g in enumerate(gt):
+            inter = float(np.logical_and(d, g).sum())
+            union = float(d.sum()) if crowd[j] else float(np.logical_or(d, g).sum())
+            out[i, j] = inter / union if union else zd
+    return out
+
+
+def shapes(rng: np.random.Generator, n: int, h: int, w: int) -> np.ndarray:
+    """Ellipses and rectangles of every size, anywhere (small objects in tall images leave long
+    gaps between the rows of consecutive columns), after the cases of ``case_masks`` and one run
+    from the last rows of a column into the first rows of the next."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    masks = case_masks(rng, n, h, w)
+    masks[4] = False
+    masks[4, -2:, w // 3] = masks[4, :2, w // 3 + 1 if w > 1 else 0] = True
+    for i in range(5, n):
+        cx, cy = rng.uniform(0, w), rng.uniform(0, h)
+        a, b = rng.uniform(0.5, w / 2 + 1), rng.uniform(0.5, h / 2 + 1)
+        if i % 2:
+            masks[i] = ((xx - cx) / a) ** 2 + ((yy - cy) / b) ** 2 <= 1
+        else:
+            masks[i] = (abs(xx - cx) <= a) & (abs(yy - cy) <= b)
+    return masks
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_iou_bits_path_equals_runs_path_pycocotools_and_reference(monkeypatch, parallel):
+    """Compressed strings of one size take the bits path (one compiled call; with ``parallel``,
+    worker threads and detections in uneven blocks): the same values as the runs path, as
+    pycocotools and as a plain reference, in tall, wide and square images."""
+    from fastiou.backends.numba_cpu import rle as engine
+
+    monkeypatch.setattr(engine, "PARALLEL_WORDS", 1 if parallel else 2**62)
+    rng = np.random.default_rng(8)
+    for h, w in [(480, 64), (3000, 9), (7, 700), (130, 40), (64, 64), (1, 1)]:
+        dense_dt, dense_gt = shapes(rng, 13, h, w), shapes(rng, 6, h, w)
+        dense_dt[-2:] = dense_gt[-2:]  # identical pairs
+        dt, gt = coco_encode(dense_dt), coco_encode(dense_gt)
+        iscrowd = [1, 0, 0, 1, 0, 0]
+        joined = b" ".join(r["counts"] for r in dt + gt)
+        bits = engine.iou_strings(joined, 13, 6, h, w, np.asarray(iscrowd, bool), 0.0)
+        assert bits is not None, (h, w)
+        expected = pm.iou(dt, gt, iscrowd)
+        for got in (bits, rle.iou(dt, gt, iscrowd)):
+            assert got.dtype == np.float64 and got.shape == (13, 6)
+            np.testing.assert_array_equal(got, expected)
+            np.testing.assert_array_equal(got, rle.iou(tuple(dt), tuple(gt), iscrowd))  # runs
+        np.testing.assert_allclose(bits, iou_reference(dense_dt, dense_gt, iscrowd),
+                                   rtol=1e-15, atol=0)
+        # A malformed string anywhere among the detections or ground truths is named.
+        for name, k in (("dt", 11), ("gt", 4)):
+            bad_dt, bad_gt = list(dt), list(gt)
+            target = bad_dt if name == "dt" else bad_gt
+            target[k] = {"size": [h, w], "counts": target[k]["counts"] + b"1"}
+            assert engine.iou_strings(b" ".join(r["counts"] for r in bad_dt + bad_gt), 13, 6, h,
+                                      w, np.zeros(6, bool), 0.0) is None
+            with pytest.raises(ValueError, match=rf"rle.iou: {name}\[{k}\] has"):
+                rle.iou(bad_dt, bad_gt, iscrowd)

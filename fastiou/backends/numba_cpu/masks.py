@@ -118,22 +118,60 @@ def _run(x, u, z, v, length):
 
 
 @kernel()
+def _first_set(flat):
+    """Index of the first non-zero word of ``flat``, or its length: eight words at a time (one
+    OR and one branch), then word by word."""
+    n, t = flat.shape[0], 0
+    while t + 8 <= n:
+        if (flat[t] | flat[t + 1] | flat[t + 2] | flat[t + 3]
+                | flat[t + 4] | flat[t + 5] | flat[t + 6] | flat[t + 7]) != 0:
+            break
+        t += 8
+    while t < n and flat[t] == 0:
+        t += 1
+    return t
+
+
+@kernel()
+def _last_set(flat):
+    """Index of the last non-zero word of ``flat``, or -1."""
+    t = flat.shape[0]
+    while t >= 8:
+        if (flat[t - 1] | flat[t - 2] | flat[t - 3] | flat[t - 4]
+                | flat[t - 5] | flat[t - 6] | flat[t - 7] | flat[t - 8]) != 0:
+            break
+        t -= 8
+    t -= 1
+    while t >= 0 and flat[t] == 0:
+        t -= 1
+    return t
+
+
+@kernel()
 def _spans(words, spans):
     """One mask: words (H, K) -> spans (K, 3) [lo, hi, .]: the rows from the first to the last
-    non-zero word of each column; lo = hi = 0 for an empty column."""
+    non-zero word of each column; lo = hi = 0 for an empty column. The first and last rows with
+    a pixel are found on the flat words; each column is then scanned from them inwards, so the
+    words read are those outside its span (and the span's ends), not all of them."""
     height, k = words.shape
+    flat = words.reshape(-1)
+    first = _first_set(flat)
     for q in range(k):
-        spans[q, 0] = height
+        spans[q, 0] = 0
         spans[q, 1] = 0
-    for y in range(height):
-        for q in range(k):
-            if words[y, q] != 0:
-                if spans[q, 0] == height:
-                    spans[q, 0] = y
-                spans[q, 1] = y + 1
+    if first == flat.shape[0]:
+        return
+    y0, y1 = first // k, _last_set(flat) // k
     for q in range(k):
-        if spans[q, 1] == 0:
-            spans[q, 0] = 0
+        lo = y0
+        while lo <= y1 and words[lo, q] == 0:
+            lo += 1
+        if lo <= y1:
+            hi = y1
+            while words[hi, q] == 0:  # stops at row lo at the latest
+                hi -= 1
+            spans[q, 0] = lo
+            spans[q, 1] = hi + 1
 
 
 @kernel()
@@ -159,16 +197,19 @@ def _gather(words, spans, cols):
 def _pairwise(w1, a1, x1, s1, c1, w2, a2, x2, s2, c2, op, zd, out):
     """Packed sets w (R, H, K) with areas a (R,), the mask of each (batch, row) x1 (B, N) and
     x2 (B, M) -> out (B, N, M). Fills spans s (R, K, 3) and columns c (R H K,) first."""
-    for r in numba.prange(w1.shape[0]):
-        _spans(w1[r], s1[r])
-    for r in numba.prange(w2.shape[0]):
-        _spans(w2[r], s2[r])
+    r1 = w1.shape[0]
+    for r in numba.prange(r1 + w2.shape[0]):  # both sets in one parallel loop: one launch
+        if r < r1:
+            _spans(w1[r], s1[r])
+        else:
+            _spans(w2[r - r1], s2[r - r1])
     _starts(s1)
     _starts(s2)
-    for r in numba.prange(w1.shape[0]):
-        _gather(w1[r], s1[r], c1)
-    for r in numba.prange(w2.shape[0]):
-        _gather(w2[r], s2[r], c2)
+    for r in numba.prange(r1 + w2.shape[0]):
+        if r < r1:
+            _gather(w1[r], s1[r], c1)
+        else:
+            _gather(w2[r - r1], s2[r - r1], c2)
     n, m, k = x1.shape[1], x2.shape[1], s1.shape[1]
     for task in numba.prange(x1.shape[0] * n):
         b, i = divmod(np.int64(task), n)  # prange may count unsigned

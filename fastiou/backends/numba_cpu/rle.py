@@ -17,7 +17,7 @@ import numba
 import numpy as np
 
 from . import kernel, serial_and_parallel
-from .masks import _count, popcount, trailing_zeros
+from .masks import _Buffers, _count, _empty, popcount, trailing_zeros
 
 # Error codes of the string decoder and of the run checks.
 OK, BAD_CHAR, TRUNCATED, OVERFLOW, NEGATIVE, WRONG_TOTAL, PAST_TOTAL = 0, 1, 2, 3, 4, 5, 6
@@ -602,14 +602,23 @@ def iou(dt: tuple[np.ndarray, np.ndarray], gt: tuple[np.ndarray, np.ndarray], he
     return out
 
 
-# One small call in one compiled call: each string decoded, with every check of
-# :func:`_decode_strings`, straight into column-major bits (bit i of word q is pixel 64 q + i),
-# and each pair counted by popcount over the words between the first and the last foreground
-# pixel both masks can share. Taken while the strings hold at most SMALL_CHARS
-# characters and the bits at most SMALL_WORDS words (512 KiB: ten masks of 640 x 480); larger
-# calls take the general path, which walks the runs and may go parallel.
-SMALL_CHARS = 1 << 16
-SMALL_WORDS = 1 << 16
+# Compressed strings straight to bits: the path of rle.iou for compressed strings of one size.
+# Each string is decoded, with every check of :func:`_decode_strings`, into column-major bits
+# (bit i of word q is pixel 64 q + i), together with its area, first and last pixel and, in tall
+# images, the rows its pixels span; each pair is then counted by popcount over the words from the
+# first pixel both masks may share to the last (in tall images, only the rows both span in each
+# column). Walking the runs of every pair instead (:func:`_iou`) costs a branch per run and pair,
+# several times the popcount over the same pixels. The bits of the ground truths are held at once,
+# those of the detections one at a time in each block of them, SMALL_WORDS words in all at most
+# (64 MiB); where the ground truths alone would take more than half of that, or the strings hold
+# more than SMALL_CHARS characters, the runs path takes the call.
+SMALL_CHARS = 1 << 32
+SMALL_WORDS = 1 << 23
+# Words counted by a pair (an upper bound) from which a call starts worker threads, as for masks.
+PARALLEL_WORDS = 1 << 21
+# Between the rows of one column and those of the next, gaps of at most this many words are
+# counted through rather than skipped: a new stretch of words costs more than a few words.
+GAP_WORDS = 8
 _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
@@ -629,13 +638,32 @@ def _set_bits(bits, start, stop):
 
 
 @kernel()
-def _draw_string(buf, p, end, total, bits):
-    """Decode the string buf[p:end] of an RLE of ``total`` pixels, with every check of
-    :func:`_decode_strings`, drawing its foreground runs into ``bits`` (zeroed) as it goes:
-    (area, first and last foreground pixel (-1, -1 when empty), error code)."""
+def _column(pos, col, start, height):
+    """(column, its first pixel) of the position ``pos`` >= ``start``, the first pixel of column
+    ``col``: a step or two in the common case, a division otherwise."""
+    if pos - start < height:
+        return col, start
+    if pos - start < 2 * height:
+        return col + 1, start + height
+    col = pos // height
+    return col, col * height
+
+
+@kernel()
+def _draw_string(buf, p, end, total, height, bits):
+    """Decode the string buf[p:end] of an RLE of ``total`` pixels in columns of ``height``, with
+    every check of :func:`_decode_strings`, drawing its foreground runs into ``bits`` (zeroed) as
+    it goes: (area, first and last foreground pixel, first and last row with one, error code);
+    the pixels are -1 when the mask is empty. The rows are tracked only in images taller than
+    64 GAP_WORDS rows (elsewhere 0 and height - 1): :func:`_shared` skips no rows below that."""
     area, first, last = np.int64(0), np.int64(-1), np.int64(-1)
+    rows = height > 64 * GAP_WORDS
+    y0, y1 = np.int64(0), np.int64(height - 1)
+    if rows:
+        y0, y1 = np.int64(height), np.int64(-1)
     s, index = np.int64(0), np.int64(0)  # pixels so far, within [0, total]; runs so far
     c1, c2 = np.int64(0), np.int64(0)  # the previous two runs
+    col, start = np.int64(0), np.int64(0)  # a column at or before s, and its first pixel
     while p < end:
         # One count, as in _decode_strings (written out here: a call per count costs twice the
         # loop), checking each character as _string_counts does.
@@ -644,12 +672,12 @@ def _draw_string(buf, p, end, total, bits):
         more = True
         while more:
             if p >= end:
-                return area, first, last, TRUNCATED
+                return area, first, last, y0, y1, TRUNCATED
             if k >= 12:
-                return area, first, last, OVERFLOW
+                return area, first, last, y0, y1, OVERFLOW
             ch = np.int64(buf[p]) - 48
             if ch < 0 or ch > 63:
-                return area, first, last, BAD_CHAR
+                return area, first, last, y0, y1, BAD_CHAR
             x |= (ch & 0x1F) << (5 * k)
             more = (ch & 0x20) != 0
             p += 1
@@ -660,71 +688,162 @@ def _draw_string(buf, p, end, total, bits):
             x += c2  # |x| < 2**60 and 0 <= c2 <= total: no wrap
         err = _check_run(x, s, total)
         if err != OK:
-            return area, first, last, err
-        if index % 2 == 1 and x > 0:
+            return area, first, last, y0, y1, err
+        if index % 2 == 1 and x > 0:  # s + x <= total: then height > 0
             _set_bits(bits, s, s + x)
             area += x
             if first < 0:
                 first = s
             last = s + x - 1
+            if rows:
+                xa, start = _column(s, col, start, height)
+                ya = s - start
+                col, start = _column(last, xa, start, height)
+                yb = last - start
+                if col > xa:  # over two columns or more: rows 0 and height - 1 both covered
+                    ya, yb = np.int64(0), np.int64(height - 1)
+                y0, y1 = min(y0, ya), max(y1, yb)
         s += x
         c2, c1 = c1, x
         index += 1
-    return area, first, last, (OK if s == total else WRONG_TOTAL)
+    return area, first, last, y0, y1, (OK if s == total else WRONG_TOTAL)
 
 
 @kernel()
-def _iou_strings(joined, n, total, crowd, zd, spans, bits, out):
-    """``joined``: the compressed strings of n detections then M ground truths, separated by
-    single spaces (a character no valid string holds), every RLE of ``total`` pixels. Each is
-    decoded straight into its row of ``bits`` (n + M, ceil(total / 64)) uint64, its area, first
-    and last foreground pixel into ``spans`` (n + M, 3) int64. Returns False where a string is
-    malformed or the spaces are not n + M - 1 (``out`` is then left unwritten), True with
-    ``out`` (n, M) filled."""
-    k, c = bits.shape[0], joined.shape[0]
-    bits[:] = 0
+def _split_joined(joined, starts):
+    """Strings separated by single spaces: string i is joined[starts[i]:starts[i + 1] - 1].
+    False when the spaces are not len(starts) - 2."""
+    k, c = starts.shape[0] - 1, joined.shape[0]
     p = np.int64(0)
     for i in range(k):
-        end = p
-        while end < c and joined[end] != 32:
-            end += 1
-        if (end < c) != (i < k - 1):  # too few or too many strings
+        starts[i] = p
+        while p < c and joined[p] != 32:
+            p += 1
+        if (p < c) != (i < k - 1):  # too few or too many strings
             return False
-        area, first, last, err = _draw_string(joined, p, end, total, bits[i])
-        if err != OK:
-            return False
-        spans[i, 0], spans[i, 1], spans[i, 2] = area, first, last
-        p = end + 1
-    for d in range(n):
-        for g in range(out.shape[1]):
-            a, b = spans[d], spans[n + g]
-            lo, hi = max(a[1], b[1]), min(a[2], b[2])
-            inter = np.int64(0)
-            if a[1] >= 0 and b[1] >= 0 and lo <= hi:
-                q0, q1 = lo >> 6, (hi >> 6) + 1
-                inter = _count(bits[d, q0:q1], bits[n + g, q0:q1])
-            union = a[0] if crowd[g] else a[0] + b[0] - inter
-            out[d, g] = inter / union if union != 0 else zd
+        p += 1
+    starts[k] = p
     return True
+
+
+@kernel()
+def _draw(joined, starts, i, total, height, bits, spans, errors):
+    """String i into ``bits`` (one row, overwritten); into spans[i] its area, first and last
+    foreground pixel, first and last column and row (the columns only in images taller than
+    64 GAP_WORDS rows; -1 but the rows when empty)."""
+    bits[:] = 0
+    area, first, last, y0, y1, err = _draw_string(joined, starts[i], starts[i + 1] - 1, total,
+                                                  height, bits)
+    x0, x1 = np.int64(-1), np.int64(-1)
+    if first >= 0 and height > 64 * GAP_WORDS:  # the columns serve only _shared
+        x0, x1 = first // height, last // height
+    span = spans[i]
+    span[0], span[1], span[2], span[3], span[4], span[5], span[6] = area, first, last, x0, x1, \
+        y0, y1
+    errors[i] = err
+
+
+@kernel()
+def _shared(a, b, p, q, height):
+    """Pixels set in both column-major bit rows a and b of spans p and q (see :func:`_draw`) in
+    a tall image, each word counted once: the words from the first pixel both may share to the
+    last, as one stretch, unless the rows both boxes span leave more than GAP_WORDS words
+    between consecutive columns; then one stretch per column (or run of close columns)."""
+    x0, x1 = max(p[3], q[3]), min(p[4], q[4])
+    y0, y1 = max(p[5], q[5]), min(p[6], q[6])
+    lo, hi = max(p[1], q[1], x0 * height + y0), min(p[2], q[2], x1 * height + y1)
+    if x0 > x1 or y0 > y1 or lo > hi:
+        return np.int64(0)
+    if height - (y1 - y0 + 1) <= 64 * GAP_WORDS:  # no gap worth skipping
+        return _count(a[lo >> 6 : (hi >> 6) + 1], b[lo >> 6 : (hi >> 6) + 1])
+    s = np.int64(0)
+    lo = (x0 * height + y0) >> 6
+    hi = (x0 * height + y1) >> 6
+    for x in range(x0 + 1, x1 + 1):
+        qa = (x * height + y0) >> 6
+        if qa > hi + GAP_WORDS:
+            s += _count(a[lo : hi + 1], b[lo : hi + 1])
+            lo = qa
+        hi = (x * height + y1) >> 6
+    return s + _count(a[lo : hi + 1], b[lo : hi + 1])
+
+
+def _iou_bits(joined, n, total, height, crowd, zd, spans, marks, bits, out):
+    """``joined``: the compressed strings of n detections then M ground truths, separated by
+    single spaces (a character no valid string holds), every RLE of ``total`` pixels in columns
+    of ``height``. The ground truths are drawn into bits[:M] (M, W) uint64; the detections are
+    split into B = len(bits) - M blocks, block b drawn one detection at a time into bits[M + b]
+    and counted against every ground truth while its words are in cache: over the words from
+    the first pixel both masks may share to the last (in tall images, see :func:`_shared`, only
+    the rows both boxes span in each column). Areas and boxes go to ``spans`` (n + M, 7) int64,
+    the error code of each string to marks[0] and where each starts to marks[1]
+    (2, n + M + 1). Returns False where a string is malformed or the spaces are not n + M - 1
+    (``out`` is then not complete), True with ``out`` (n, M) filled."""
+    errors, starts = marks[0], marks[1]
+    if not _split_joined(joined, starts):
+        return False
+    m = out.shape[1]
+    blocks = bits.shape[0] - m
+    for g in numba.prange(m):
+        _draw(joined, starts, n + g, total, height, bits[g], spans, errors)
+    for g in range(m):
+        if errors[n + g] != OK:
+            return False
+    tall = height > 64 * GAP_WORDS
+    for b in numba.prange(blocks):
+        row = bits[m + b]
+        for d in range(b * n // blocks, (b + 1) * n // blocks):
+            _draw(joined, starts, d, total, height, row, spans, errors)
+            if errors[d] != OK:
+                continue
+            p = spans[d]
+            for g in range(m):  # written out here: a call per pair costs as much as its count
+                q = spans[n + g]
+                lo, hi = max(p[1], q[1]), min(p[2], q[2])
+                inter = np.int64(0)
+                if p[1] >= 0 and q[1] >= 0 and lo <= hi:
+                    if tall:
+                        inter = _shared(row, bits[g], p, q, height)
+                    else:
+                        inter = _count(row[lo >> 6 : (hi >> 6) + 1],
+                                       bits[g, lo >> 6 : (hi >> 6) + 1])
+                union = p[0] if crowd[g] else p[0] + q[0] - inter
+                out[d, g] = inter / union if union != 0 else zd
+    for d in range(n):
+        if errors[d] != OK:
+            return False
+    return True
+
+
+_IOU_BITS = serial_and_parallel(_iou_bits)
 
 
 def iou_strings(joined: bytes, n: int, m: int, height: int, width: int, crowd: np.ndarray,
                 zero_division: float) -> np.ndarray | None:
-    """IoU of n detections with m ground truths given as their compressed strings joined by
-    single spaces, all RLEs of size (height, width) with height * width < 2**32 (checked by the
-    caller), in one compiled call: :func:`iou` of the same RLEs. None where the call is not small
-    (SMALL_CHARS, SMALL_WORDS) or a string is malformed: the general path then takes it (and
-    names the bad RLE)."""
-    k = n + m
+    """IoU of n >= 1 detections with m >= 1 ground truths given as their compressed strings
+    joined by single spaces, all RLEs of size (height, width) with height * width < 2**32
+    (checked by the caller): :func:`iou` of the same RLEs, bit for bit. None where the call is
+    too large for the bits (SMALL_WORDS, SMALL_CHARS) or a string is malformed: the general path
+    then takes it (and names the bad RLE)."""
     total = height * width
     words = (total + 63) // 64
-    if len(joined) > SMALL_CHARS or k * words > SMALL_WORDS:
+    if len(joined) > SMALL_CHARS or 2 * m * words > SMALL_WORDS:
         return None
+    parallel = n * m * words + (n + m) * words >= PARALLEL_WORDS
+    # Blocks of detections: a few per thread (the split is even, the work is not), their rows
+    # within the other half of SMALL_WORDS.
+    blocks = 1
+    if parallel:
+        blocks = min(n, 4 * numba.get_num_threads(), SMALL_WORDS // 2 // max(1, words))
     out = np.empty((n, m), dtype=np.float64)
-    spans = np.empty((k, 3), dtype=np.int64)
-    bits = np.empty((k, words), dtype=np.uint64)
-    ok = _iou_strings(np.frombuffer(joined, dtype=np.uint8), n, total, crowd, zero_division,
-                      spans, bits, out)
+    spans = np.empty((n + m, 7), dtype=np.int64)
+    marks = np.empty((2, n + m + 1), dtype=np.int64)
+    rows = (m + blocks, words)
+    # Kept buffers (no page faults) where they serve; below that, np.empty costs less to ask.
+    large = (m + blocks) * words * 8 >= _Buffers.MIN_BYTES
+    bits = _empty(rows, np.uint64) if large else np.empty(rows, dtype=np.uint64)
+    ok = _IOU_BITS[parallel](np.frombuffer(joined, dtype=np.uint8), n, total, height, crowd,
+                             zero_division, spans, marks, bits, out)
     return out if ok else None
 
 
