@@ -37,7 +37,7 @@ COMMON = textwrap.dedent(
     nb_boxes.PARALLEL_PAIRS = 1  # small inputs take the parallel kernels
     nb_masks.PARALLEL_WORK = 1
     nb_rle.PARALLEL_WORK = 1
-    nb_rle.SMALL_CHARS = 0  # rle.iou declines its one-call path for small inputs
+    nb_rle.PARALLEL_WORDS = 1  # and so does rle.iou of compressed strings
     nb_sem._MIN_TASK = 1024
 
     launches = {}
@@ -65,9 +65,17 @@ COMMON = textwrap.dedent(
     def family_masks():
         return (fastiou.mask_iou(masks[0], masks[1]),)
 
+    def uncompressed(mask):  # run lengths in column-major order, background first
+        flat = mask.T.ravel()
+        bounds = np.concatenate([[0], np.flatnonzero(flat[1:] != flat[:-1]) + 1, [flat.size]])
+        return ([0] if flat[0] else []) + np.diff(bounds).tolist()
+
     def family_rle():
         dt, gt = fastiou.rle.encode(masks[0]), fastiou.rle.encode(masks[1])
-        return (fastiou.rle.decode(dt), fastiou.rle.iou(dt, gt, [0] * len(gt)))
+        # compressed strings (decoded to bits), then uncompressed counts (runs walked)
+        runs = [{"size": list(m.shape), "counts": uncompressed(m)} for m in masks[1]]
+        return (fastiou.rle.decode(dt), fastiou.rle.iou(dt, gt, [0] * len(gt)),
+                fastiou.rle.iou(dt, runs, [0] * len(gt)))
 
     def family_semantic():
         return (fastiou.confusion_matrix(pred, target, C),)
@@ -101,7 +109,8 @@ COMMON = textwrap.dedent(
         if name == "masks":
             return np.allclose(got[0], ref, rtol=1e-6, atol=0)
         if name == "rle":
-            return np.array_equal(got[0], ref[0]) and np.allclose(got[1], ref[1], rtol=1e-12)
+            return (np.array_equal(got[0], ref[0]) and np.allclose(got[1], ref[1], rtol=1e-12)
+                    and np.array_equal(got[2], got[1]))
         return np.array_equal(got[0], ref)
 
     def same(x, y):
@@ -163,7 +172,7 @@ THREADS = textwrap.dedent(
 KERNELS = {
     "boxes": {"_pairwise_iou2", "_aligned_giou2"},
     "masks": {"_pack_bool", "_pairwise"},
-    "rle": {"_encode_count", "_encode_write", "_decode", "_iou"},
+    "rle": {"_encode_count", "_encode_write", "_decode", "_iou_bits", "_iou"},
     "semantic": {"_count"},
 }
 
