@@ -19,7 +19,11 @@ inputs, made before any timing; per-call median and p90, the first call of the p
   is crowd (pycocotools beside it), ``confusion_matrix`` of one 128x128 uint8 map, 19 classes,
   255 ignored (NumPy bincount).
 
-Cold start (item 3), each figure from a new interpreter (``python -c``), timed inside it:
+Cold start (item 3), each figure from a new interpreter (``python -c``), timed inside it, with
+Python's bytecode cache allowed (``PYTHONDONTWRITEBYTECODE`` removed: an installed package has its
+``.pyc`` files; without them every process compiles fastiou's sources again). Beside each figure,
+how many compiled kernels the process loaded from Numba's cache and how many it compiled (each
+load costs; each compilation far more):
 
 - ``import numpy`` alone, for reference;
 - ``import fastiou`` + the first ``box_iou`` with the Numba cache as it is (warmed by a first
@@ -264,7 +268,36 @@ COLD_SCRIPT = textwrap.dedent("""
     import json, sys
     print(json.dumps({{"import_s": t1 - t0, "first_call_s": t2 - t1, "total_s": t2 - t0,
                       "numba_imported": "numba" in sys.modules,
-                      "scipy_imported": "scipy" in sys.modules}}))
+                      "scipy_imported": "scipy" in sys.modules, **kernel_counts()}}))
+""")
+
+# Appended to a script: ``kernel_counts()``, the kernels of this process loaded from Numba's cache
+# and compiled (each overload of each dispatcher, Numba's own included).
+COUNT_KERNELS = textwrap.dedent("""
+    def kernel_counts():
+        import gc, sys
+        if "numba" not in sys.modules:
+            return {"kernels_loaded": 0, "kernels_compiled": 0}
+        from numba.core.registry import CPUDispatcher
+        found = [d for d in gc.get_objects() if isinstance(d, CPUDispatcher)]
+        return {"kernels_loaded": sum(sum(d.stats.cache_hits.values()) for d in found),
+                "kernels_compiled": sum(len(d.overloads) for d in found)
+                - sum(sum(d.stats.cache_hits.values()) for d in found)}
+""")
+COLD_SCRIPT = COUNT_KERNELS.replace("{", "{{").replace("}", "}}") + COLD_SCRIPT  # a template
+
+# ``fastiou eval --quiet`` as ``python -m fastiou`` runs it, then the kernel counts (a process of
+# its own, not timed: the wall-time figure runs the command itself).
+EVAL_COUNT_SCRIPT = COUNT_KERNELS + textwrap.dedent("""
+    import contextlib, io, json, runpy, sys
+    sys.argv = ["fastiou", "eval", "--quiet"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        try:
+            runpy.run_module("fastiou", run_name="__main__", alter_sys=True)
+        except SystemExit as exc:
+            if exc.code:
+                raise
+    print(json.dumps(kernel_counts()))
 """)
 
 NUMPY_SCRIPT = textwrap.dedent("""
@@ -277,14 +310,21 @@ NUMPY_SCRIPT = textwrap.dedent("""
 """)
 
 
-def _python(script: str, env: dict[str, str] | None = None, timeout: float = 300) -> dict[str, Any]:
-    """Run ``script`` in a new interpreter from the repository root: its last line as JSON."""
-    full_env = {**os.environ, **(env or {})}
+def _cold_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment with ``env`` added, bytecode caching allowed, and the
+    repository root first on the path."""
+    full_env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    full_env.update(env or {})
     full_env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return full_env
+
+
+def _python(script: str, env: dict[str, str] | None = None, timeout: float = 300) -> dict[str, Any]:
+    """Run ``script`` in a new interpreter from the repository root: its last line as JSON."""
     t0 = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT,
-                          env=full_env, timeout=timeout, check=False)
+                          env=_cold_env(env), timeout=timeout, check=False)
     wall = time.perf_counter() - t0
     if done.returncode != 0:
         raise RuntimeError(f"cold-start script failed (exit {done.returncode}):\n"
@@ -299,6 +339,7 @@ def _summary(runs: list[dict[str, Any]], key: str) -> dict[str, Any]:
             "repeats": len(rest),
             "process_wall_median_s": statistics.median(r["process_wall_s"]
                                                        for r in runs[1:] or runs),
+            **{k: runs[-1][k] for k in ("kernels_loaded", "kernels_compiled") if k in runs[-1]},
             **({"import_median_s": statistics.median(r["import_s"] for r in runs[1:] or runs),
                 "numba_imported": runs[-1].get("numba_imported"),
                 "scipy_imported": runs[-1].get("scipy_imported")} if "import_s" in runs[0] else {})}
@@ -324,8 +365,8 @@ def cold_rows(quick: bool) -> list[dict[str, Any]]:
                       lambda family=family: _empty_cache(COLD_FIRST[family])))
     if EVAL_PROCESSES[quick]:
         plans.append(("cold start, warm cache", "python -m fastiou eval (sample data)",
-                      lambda: _summary([_eval_sample() for _ in range(EVAL_PROCESSES[quick])],
-                                       "process_wall_s")))
+                      lambda: {**_summary([_eval_sample() for _ in range(EVAL_PROCESSES[quick])],
+                                          "process_wall_s"), **_python(EVAL_COUNT_SCRIPT)}))
     rows = []
     for workload, impl, measure_it in plans:
         progress(f"{workload}: {impl} ...")
@@ -342,15 +383,15 @@ def _empty_cache(call: str) -> dict[str, Any]:
         run = _python(COLD_SCRIPT.format(call=call), env={"NUMBA_CACHE_DIR": cache})
     return {"first_call_s": run["first_call_s"], "median_s": run["first_call_s"],
             "p90_s": run["first_call_s"], "repeats": 1, "import_median_s": run["import_s"],
-            "process_wall_median_s": run["process_wall_s"]}
+            "process_wall_median_s": run["process_wall_s"], "kernels_loaded": run["kernels_loaded"],
+            "kernels_compiled": run["kernels_compiled"]}
 
 
 def _eval_sample() -> dict[str, Any]:
     """Wall time of ``python -m fastiou eval --quiet`` (the sample data), a new process."""
     t0 = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "fastiou", "eval", "--quiet"], capture_output=True,
-                          text=True, cwd=ROOT, timeout=300, check=False,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          text=True, cwd=ROOT, timeout=300, check=False, env=_cold_env())
     wall = time.perf_counter() - t0
     if done.returncode != 0:
         raise RuntimeError(f"fastiou eval failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
@@ -573,6 +614,8 @@ def cells(r: dict[str, Any]) -> dict[str, str]:
             + f"process {fmt_time(r['process_wall_median_s'])}"
         if r.get("scipy_imported"):
             extra += ", SciPy imported"
+        if "kernels_loaded" in r:
+            extra += f", kernels {r['kernels_loaded']} loaded / {r['kernels_compiled']} compiled"
     elif "completes" in r:
         extra = "completes" if r["completes"] else "FAILED"
     err = f"{r['max_abs_err']:.1e}" if "max_abs_err" in r else ""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._dispatch import BackendInfo, available_backends
 from ._quality import iou_quality
 from .boxes import (
@@ -18,16 +21,6 @@ from .boxes import (
 )
 from .masks import PackedMasks, mask_area, mask_ioa, mask_iou, masks_to_boxes, pack_masks
 from .matching import MatchResult, match
-from .evaluation import (
-    EvaluationReport,
-    EvaluationStep,
-    Evaluator,
-    evaluate,
-    evaluate_step,
-    group_segments,
-    segmented_box_iou,
-    segmented_mask_iou,
-)
 from .reductions import (
     IoUMax,
     IoUPairs,
@@ -39,8 +32,6 @@ from .reductions import (
     mask_iou_pairs,
     mask_iou_topk,
 )
-from . import rle  # COCO run-length encoding: fastiou.rle.encode, .iou, ...
-from . import coco  # COCO AP/AR as pycocotools: fastiou.coco.evaluate
 from .semantic import (
     MeanIoU,
     confusion_matrix,
@@ -54,7 +45,45 @@ from .semantic import (
     mean_iou_update,
 )
 
+if TYPE_CHECKING:
+    from . import coco, rle
+    from .evaluation import (
+        EvaluationReport,
+        EvaluationStep,
+        Evaluator,
+        evaluate,
+        evaluate_step,
+        group_segments,
+        segmented_box_iou,
+        segmented_mask_iou,
+    )
+
 __version__ = "0.1.0"
+
+# Imported on first use (module ``__getattr__``), so that a process which only computes box or
+# mask IoU does not load them: the name -> the module that defines it ("" for the module itself).
+_LAZY = {
+    "coco": "",  # COCO AP/AR as pycocotools: fastiou.coco.evaluate
+    "rle": "",  # COCO run-length encoding: fastiou.rle.encode, .iou, ...
+    **dict.fromkeys(("EvaluationReport", "EvaluationStep", "Evaluator", "evaluate",
+                     "evaluate_step", "group_segments", "segmented_box_iou",
+                     "segmented_mask_iou"), "evaluation"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    where = _LAZY.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = importlib.import_module(f"{__name__}.{where or name}")
+    value = getattr(module, name) if where else module
+    globals()[name] = value  # found directly from now on
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "BackendInfo",

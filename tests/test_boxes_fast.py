@@ -221,3 +221,29 @@ def test_negative_zero_division_keeps_its_sign():
     for zd in (0.0, -0.0, 0.0):
         result = fastiou.box_iou(points, points, zero_division=zd)
         assert (np.signbit(result) == np.signbit(zd)).all()
+
+
+@pytest.mark.parametrize("op,dims", [("iou", 2), ("ciou", 2), ("giou", 3)])
+def test_batched_extreme_boxes_equal_the_calls_per_batch(general_calls, op, dims):
+    """Extreme boxes in some batch elements only, on either side: the batched call (general path,
+    one driver over the batch, then its rescale kernel) equals, bit for bit, the fast 2-D call of
+    each batch element, and the float64 reference on the boxes it can square."""
+    rng = np.random.default_rng(8)
+    fn = PAIR_FUNCS[op]
+    special = special_boxes(dims, "float64")
+    a = random_boxes(rng, (3, 6), dims=dims, dtype="float64")
+    b = random_boxes(rng, (3, 5), dims=dims, dtype="float64")
+    a[1, 2] = special[-3]  # beyond big, in batch element 1 of the first set
+    b[2, 4] = special[-1]  # huge, in batch element 2 of the second set
+    b[0, 0] = special[-2]  # an extent below tiny, in batch element 0
+    batched = fn(a, b)
+    assert general_calls == [fn.__name__]
+    for k in range(3):
+        np.testing.assert_array_equal(batched[k], fn(a[k], b[k]))
+        ok, ok2 = squarable(a[k]), squarable(b[k])
+        expected = ref.pairwise(op, a[k], b[k])
+        np.testing.assert_allclose(batched[k][np.ix_(ok, ok2)], expected[np.ix_(ok, ok2)],
+                                   **tolerance(make_engine("numba"), "float64"))
+    aligned = fn(a, a[:, ::-1], aligned=True)
+    for k in range(3):
+        np.testing.assert_array_equal(aligned[k], fn(a[k], a[k, ::-1].copy(), aligned=True))

@@ -103,6 +103,112 @@ def test_first_calls_with_an_empty_then_a_filled_cache(tmp_path):
     assert any(Path(cache).rglob("*.nbi"))  # the cache is where NUMBA_CACHE_DIR says
 
 
+# The first calls of a new interpreter with an empty cache, and what each compiled: per
+# dispatcher, its overloads (Numba's own included).
+WHAT_COMPILES = """
+    import gc, json, math
+    import numpy as np
+    import fastiou
+    from numba.core.registry import CPUDispatcher
+
+    def compiled():
+        out = {}
+        for d in gc.get_objects():
+            if isinstance(d, CPUDispatcher) and d.overloads:
+                name = d.py_func.__name__
+                out.setdefault(name, []).append(len(d.overloads))
+        return out
+
+    rng = np.random.default_rng(1)
+    xy = rng.uniform(0, 50, (2, 30, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(1, 30, (2, 30, 2))], axis=-1)
+    a, b = boxes
+    lo = np.maximum(a[:, None, :2], b[None, :, :2])
+    hi = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(hi - lo, 0, None), axis=-1)
+    area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])
+    iou_ref = inter / (area(a)[:, None] + area(b)[None, :] - inter)
+    f32 = boxes.astype(np.float32)
+
+    iou = fastiou.box_iou(f32[0], f32[1])
+    plain = compiled()
+    # Box 0 of each set scaled by a power of two past the extreme-box limit: IoU is unchanged,
+    # and computed by the rescale kernel.
+    big, _ = fastiou._formats.scale_limits(np.dtype(np.float32), 2)
+    scale = np.float32(2.0 ** (math.ceil(math.log2(big)) + 2))
+    x1, x2 = f32[0].copy(), f32[1].copy()
+    x1[0] *= scale
+    x2[0] *= scale
+    extreme = fastiou.box_iou(x1, x2)
+    expected = iou_ref.copy()
+    expected[0, 1:] = expected[1:, 0] = 0  # the scaled boxes lie far from the others
+    after_extreme = compiled()
+
+    gts = [f32[0][:k] for k in (3, 7, 0, 30)]
+    preds = [f32[1][:k] for k in (5, 0, 4, 30)]
+    report = fastiou.evaluate(gts, preds, scores=[np.linspace(1, 0, len(p)) for p in preds])
+    print(json.dumps({
+        "iou_err": float(np.abs(iou - iou_ref).max()),
+        "extreme_err": float(np.abs(extreme - expected).max()),
+        "plain": plain, "after_extreme": after_extreme, "after_evaluate": compiled(),
+        "objects": int(report.per_object["iou"].shape[0]),
+    }))
+"""
+
+
+def test_first_calls_compile_only_what_they_use(tmp_path):
+    """With an empty cache, the first float32 box IoU compiles each function once and not the
+    extreme-box fallback (``_scaled``, the rescale kernel); the first extreme box compiles them
+    and gives the right IoU; the first ``evaluate`` of small images compiles the greedy kernel
+    without its merge sort, and no function of boxes, segmented IoU and matching is compiled for
+    a second signature."""
+    got = run_python(WHAT_COMPILES, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
+    assert got["iou_err"] < 1e-6 and got["extreme_err"] < 1e-6 and got["objects"] == 40, got
+    plain, extreme, evaluated = got["plain"], got["after_extreme"], got["after_evaluate"]
+    assert "_pairwise_iou2_serial" in plain
+    assert not {"_scaled", "_rescale_pairwise_iou2_serial"} & set(plain), sorted(plain)
+    assert {"_scaled", "_rescale_pairwise_iou2_serial"} <= set(extreme), sorted(extreme)
+    assert "_greedy_boxes2_small_serial" in evaluated, sorted(evaluated)
+    assert not {"_sort_descending", "_greedy_boxes2_serial"} & set(evaluated), sorted(evaluated)
+    # one signature per function (Numba's own ``impl`` functions aside: many share that name)
+    twice = {name: counts for name, counts in evaluated.items()
+             if name != "impl" and (len(counts) > 1 or max(counts) > 1)}
+    assert twice == {}
+
+
+def test_public_names_of_later_families_load_on_first_use():
+    """``import fastiou`` leaves evaluation, COCO and RLE unimported; each public name of theirs
+    loads its module on first use, and ``dir`` and ``from fastiou import *`` see every name."""
+    got = run_python("""
+        import json, sys
+        import fastiou
+        before = sorted(m for m in ("fastiou.evaluation", "fastiou.coco", "fastiou.rle",
+                                    "fastiou.cli") if m in sys.modules)
+        evaluate = fastiou.evaluate
+        after = sorted(m for m in ("fastiou.evaluation", "fastiou.coco", "fastiou.rle")
+                       if m in sys.modules)
+        import fastiou.evaluation
+        ns = {}
+        exec("from fastiou import *", ns)
+        try:
+            fastiou.not_a_name
+            missing = None
+        except AttributeError as exc:
+            missing = str(exc)
+        print(json.dumps({
+            "before": before, "after": after,
+            "same": evaluate is fastiou.evaluation.evaluate and fastiou.rle is sys.modules[
+                "fastiou.rle"] and fastiou.coco.evaluate is sys.modules["fastiou.coco"].evaluate,
+            "all_in_dir": sorted(set(fastiou.__all__) - set(dir(fastiou))),
+            "all_imported": sorted(set(fastiou.__all__) - set(ns)),
+            "missing": missing,
+        }))
+    """)
+    assert got == {"before": [], "after": ["fastiou.evaluation"], "same": True, "all_in_dir": [],
+                   "all_imported": [],
+                   "missing": "module 'fastiou' has no attribute 'not_a_name'"}, got
+
+
 def test_numba_linear_algebra_still_works_after_fastiou():
     """fastiou keeps Numba's start from importing scipy.linalg; a user's own jitted ``np.dot``
     still compiles afterwards (importing SciPy then) and is right."""
@@ -197,6 +303,21 @@ def test_parallel_kernel_builds_each_twin_on_first_use():
     assert k.serial is k.serial and k.parallel is k.parallel
     with pytest.raises(AttributeError):
         k.not_an_attribute  # noqa: B018
+
+
+def test_serial_and_parallel_make_each_dispatcher_on_first_use():
+    """The serial build of ``serial_and_parallel`` is made on its first call, the parallel one on
+    its own; attributes reach the serial dispatcher."""
+    from fastiou.backends.numba_cpu import serial_and_parallel
+
+    serial, parallel = serial_and_parallel(_twin_source)
+    assert "serial" not in vars(parallel) and "parallel" not in vars(parallel)
+    assert serial(np.int64(2)) == 3
+    assert "serial" in vars(parallel) and "parallel" not in vars(parallel)
+    assert serial.py_func.__name__ == "_twin_source_serial"
+    assert len(serial.overloads) == 1
+    with pytest.raises(AttributeError):
+        serial.not_an_attribute  # noqa: B018
 
 
 def test_label_tables_are_shared_and_not_written():

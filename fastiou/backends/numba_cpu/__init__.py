@@ -204,10 +204,29 @@ def variant(fn: Callable[..., Any], name: str, **bound: Any) -> Callable[..., An
     return copy
 
 
+class _SerialBuild:
+    """The serial build of a :class:`ParallelKernel`, its dispatcher made on first call (a
+    family module then makes none for the drivers a process does not use)."""
+
+    __slots__ = ("_both",)
+
+    def __init__(self, both: ParallelKernel) -> None:
+        self._both = both
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._both.serial(*args, **kwargs)
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr == "_both" or attr.startswith("__"):  # not set yet (e.g. while unpickling)
+            raise AttributeError(attr)
+        return getattr(self._both.serial, attr)
+
+
 def serial_and_parallel(fn: Callable[..., Any]) -> tuple[Any, Any]:
-    """(serial, parallel) builds of a driver, for calls too small to be worth waking threads."""
+    """(serial, parallel) builds of a driver, for calls too small to be worth waking threads.
+    Neither dispatcher is made before its first use."""
     both = kernel(parallel=True)(fn)
-    return both.serial, both
+    return _SerialBuild(both), both
 
 
 def namespace() -> Any:

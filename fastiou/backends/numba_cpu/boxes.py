@@ -3,7 +3,8 @@
 One compiled call per result. The pairwise kernel turns the second set into columns (structure of
 arrays: corners, then area, then the CIoU aspect angle) so that the inner loop reads each
 coordinate contiguously and vectorizes; the aligned kernel reads the corners in one pass. Both
-find the extreme boxes themselves and compute their pairs again by ``_scaled``. The per-pair
+find the extreme boxes themselves; where there is one, a second kernel computes its pairs again
+by ``_scaled`` (compiled only by a process that meets such a box). The per-pair
 formulas are small functions shared by both (and by the reductions, segmented and matching
 kernels). Small calls run the serial build on the calling thread, large ones the parallel build.
 
@@ -121,24 +122,18 @@ def _row3(f, i):
 # k = (zero_division, 4 / pi**2, 1) in the compute dtype.
 
 
-@kernel()
-def _lesser(a, b):  # returns b when b is NaN, as the CUDA kernels do
-    return a if a < b else b
-
-
-@kernel()
-def _greater(a, b):
-    return a if a > b else b
+# min and max are written out in the two below (one compiled function fewer each): each returns
+# its second operand when that is NaN, as the CUDA kernels do.
 
 
 @kernel()
 def _overlap(lo1, hi1, lo2, hi2):
-    return _clamp0(_lesser(hi1, hi2) - _greater(lo1, lo2))
+    return _clamp0((hi1 if hi1 < hi2 else hi2) - (lo1 if lo1 > lo2 else lo2))
 
 
 @kernel()
 def _hull(lo1, hi1, lo2, hi2):
-    return _clamp0(_greater(hi1, hi2) - _lesser(lo1, lo2))
+    return _clamp0((hi1 if hi1 > hi2 else hi2) - (lo1 if lo1 < lo2 else lo2))
 
 
 @kernel()
@@ -313,80 +308,108 @@ def _scaled(f, i, g, j, dims, op, k):
 
 # --------------------------------------------------------------------------------------------
 # Drivers, one pairwise and one aligned kernel per (op, dims), made from the formulas above. Each
-# finds the extreme boxes itself and computes their pairs by ``_scaled``, so that one compiled
-# call, with no temporaries of the output's size, gives the whole result.
+# computes every pair by the formula, with no temporaries of the output's size, and tells whether
+# an input holds an extreme box. Only then are the pairs of the extreme boxes computed again, by
+# the ``_rescale_*`` kernel of the same (op, dims): extreme boxes are rare, so a process compiles
+# ``_scaled`` (a third of a driver's compile time) only when one appears.
 
 _CHUNK = 4096  # columns per task, so that one row of a wide matrix still spreads over threads
 _RUN = 1024  # aligned pairs per task
 
-# The two driver templates call ``row``, ``load``, ``pair`` and ``extreme`` and read ``ROWS``,
+# The driver templates call ``row``, ``load``, ``pair`` and ``extreme`` and read ``ROWS``,
 # ``DIMS`` and ``OP``, which are not module globals: each (op, dims) gets its own copy of the
 # template whose globals bind them (see ``variant``); integer globals are compile-time constants.
 
 
-def _pairwise_template(b1, b2, consts, out):
+def _pairwise_template(b1, b2, consts, out, cols):
     """b1 (..., N, 2d) and b2 (..., M, 2d): C-contiguous corners in the compute dtype, with the
-    same number B of batch elements (2-D, or 3-D with B first); out (..., N, M), B * N * M."""
+    same number B of batch elements (2-D, or 3-D with B first); out (..., N, M), B * N * M;
+    cols (B, ROWS, M) scratch of the compute dtype (allocated by the caller: an allocation here
+    would compile NumPy's allocator into every driver). Returns whether a box of b1 or b2 is
+    extreme (its pairs are then left to ``_rescale``)."""
     n, m = b1.shape[-2], b2.shape[-2]
     if out.size == 0:
-        return
+        return False
     batches = out.size // (n * m)
     f1, f2 = b1.reshape(-1), b2.reshape(-1)
     grid = out.reshape(batches, n, m)
     k = (consts[0], consts[1], consts[2], consts[3], consts[4], consts[5], consts[6])
-    # Set 2 as columns (B, ROWS, M), so that the inner loop vectorizes, and the flat indices of
-    # its extreme boxes in ascending order: bad[first[b]:first[b + 1]] are those of batch b.
-    cols = np.empty((batches, ROWS, m), dtype=b2.dtype)  # noqa: F821
-    bad = np.empty(batches * m, dtype=np.int64)
-    first = np.zeros(batches + 1, dtype=np.int64)
-    count = 0
+    # What the formulas read, as the segmented and matching kernels pass it (one compiled
+    # formula serves all of them).
+    kp = (k[0], k[1], k[2])
+    # Set 2 as columns (B, ROWS, M), so that the inner loop vectorizes.
+    bad = False
     for b in range(batches):
         for j in range(m):
-            at = b * m + j
-            q = row(f2, np.uint64(at))  # noqa: F821
+            at = np.uint64(b * m + j)
+            q = row(f2, at)  # noqa: F821
             for r in range(ROWS):  # noqa: F821
                 cols[b, r, j] = q[r]
-            if extreme(f2, np.uint64(at), k):  # noqa: F821
-                bad[count] = at
-                count += 1
-        first[b + 1] = count
+            bad |= extreme(f2, at, k)  # noqa: F821
+    for i in range(np.uint64(batches * n)):
+        bad |= extreme(f1, i, k)  # noqa: F821
     chunks = (m + _CHUNK - 1) // _CHUNK
     for task in numba.prange(batches * n * chunks):
         flat_row, chunk = divmod(np.int64(task), chunks)  # prange may count unsigned
-        b, i = divmod(flat_row, n)
-        lo, hi = chunk * _CHUNK, min(m, (chunk + 1) * _CHUNK)
-        dst = grid[b, i]
-        if extreme(f1, np.uint64(flat_row), k):  # noqa: F821
-            for j in range(lo, hi):
-                dst[j] = _scaled(f1, flat_row, f2, b * m + j, DIMS, OP, k)  # noqa: F821
-        else:
-            p = row(f1, np.uint64(flat_row))  # noqa: F821
-            cb = cols[b]
-            # An unsigned column index spares the negative-index check, so the loop vectorizes.
-            for j in range(np.uint64(lo), np.uint64(hi)):
-                dst[j] = pair(p, load(cb, j), k)  # noqa: F821
-            for t in range(first[b], first[b + 1]):
-                j = bad[t] - b * m
-                if lo <= j < hi:
-                    dst[j] = _scaled(f1, flat_row, f2, bad[t], DIMS, OP, k)  # noqa: F821
+        b = flat_row // n
+        lo = chunk * _CHUNK
+        hi = m if m < lo + _CHUNK else lo + _CHUNK  # not ``min``: one compiled function fewer
+        dst = grid[b, flat_row - b * n]
+        p = row(f1, np.uint64(flat_row))  # noqa: F821
+        cb = cols[b]
+        # An unsigned column index spares the negative-index check, so the loop vectorizes.
+        for j in range(np.uint64(lo), np.uint64(hi)):
+            dst[j] = pair(p, load(cb, j), kp)  # noqa: F821
+    return bad
+
+
+def _rescale_pairwise_template(b1, b2, consts, out):
+    """As :func:`_pairwise_template`, for the pairs with an extreme box only, by ``_scaled``."""
+    n, m = b1.shape[-2], b2.shape[-2]
+    batches = out.size // (n * m)
+    f1, f2 = b1.reshape(-1), b2.reshape(-1)
+    grid = out.reshape(batches, n, m)
+    k = (consts[0], consts[1], consts[2], consts[3], consts[4], consts[5], consts[6])
+    flags = np.empty(batches * m, dtype=np.bool_)
+    for j in range(np.uint64(batches * m)):
+        flags[j] = extreme(f2, j, k)  # noqa: F821
+    for flat_row in numba.prange(batches * n):
+        i = np.int64(flat_row)
+        b = i // n
+        dst = grid[b, i - b * n]
+        whole = extreme(f1, np.uint64(i), k)  # noqa: F821
+        for j in range(m):
+            if whole or flags[b * m + j]:
+                dst[j] = _scaled(f1, i, f2, b * m + j, DIMS, OP, k)  # noqa: F821
 
 
 def _aligned_template(b1, b2, consts, out):
-    """b1, b2 (K, 2d): C-contiguous corners in the compute dtype; out (K,)."""
+    """b1, b2 (K, 2d): C-contiguous corners in the compute dtype; out (K,). Returns whether a
+    pair holds an extreme box (its value is then left to ``_rescale``)."""
     f1, f2 = b1.reshape(-1), b2.reshape(-1)
     k = (consts[0], consts[1], consts[2], consts[3], consts[4], consts[5], consts[6])
+    kp = (k[0], k[1], k[2])
     total = out.shape[0]
+    runs = 0  # runs with an extreme box
     for task in numba.prange((total + _RUN - 1) // _RUN):
         lo = np.int64(task) * _RUN
-        hi = min(total, lo + _RUN)
+        hi = total if total < lo + _RUN else lo + _RUN
         bad = False
         for u in range(np.uint64(lo), np.uint64(hi)):
-            out[u] = pair(row(f1, u), row(f2, u), k)  # noqa: F821
+            out[u] = pair(row(f1, u), row(f2, u), kp)  # noqa: F821
             bad |= extreme(f1, u, k) | extreme(f2, u, k)  # noqa: F821
-        if bad:  # a second look at this run, pair by pair
-            for i in range(lo, hi):
-                if extreme(f1, np.uint64(i), k) | extreme(f2, np.uint64(i), k):  # noqa: F821
-                    out[i] = _scaled(f1, i, f2, i, DIMS, OP, k)  # noqa: F821
+        runs += np.int64(bad)
+    return runs > 0
+
+
+def _rescale_aligned_template(b1, b2, consts, out):
+    """As :func:`_aligned_template`, for the pairs with an extreme box only, by ``_scaled``."""
+    f1, f2 = b1.reshape(-1), b2.reshape(-1)
+    k = (consts[0], consts[1], consts[2], consts[3], consts[4], consts[5], consts[6])
+    for task in numba.prange(out.shape[0]):
+        i = np.int64(task)
+        if extreme(f1, np.uint64(i), k) | extreme(f2, np.uint64(i), k):  # noqa: F821
+            out[i] = _scaled(f1, i, f2, i, DIMS, OP, k)  # noqa: F821
 
 
 _FORMULAS = {
@@ -400,6 +423,7 @@ _FORMULAS = {
     ("ioa", 3): _ioa3,
 }
 _LOADS = {2: _load2, 3: _load3}
+_COLUMN_ROWS = {2: 6, 3: 7}  # rows of the pairwise driver's columns (see ``_columns2``)
 _ROWS = {2: _row2, 3: _row3}
 _EXTREME_ROWS = {2: _extreme_row2, 3: _extreme_row3}
 
@@ -407,27 +431,29 @@ _EXTREME_ROWS = {2: _extreme_row2, 3: _extreme_row3}
 def _bindings(op: str, d: int) -> dict:
     return {
         "pair": _FORMULAS[op, d], "load": _LOADS[d], "extreme": _EXTREME_ROWS[d],
-        "row": _row2_angle if op == "ciou" else _ROWS[d], "ROWS": 6 if d == 2 else 7,
+        "row": _row2_angle if op == "ciou" else _ROWS[d], "ROWS": _COLUMN_ROWS[d],
         "DIMS": d, "OP": _OPCODES[op],
     }
 
 
-# ParallelKernel: called, the parallel build; ``.serial``, the build for the calling thread.
-_PAIRWISE = {
-    (op, d): kernel(parallel=True)(
-        variant(_pairwise_template, f"_pairwise_{op}{d}", **_bindings(op, d))
-    )
-    for op, d in _FORMULAS
-}
-_ALIGNED = {
-    (op, d): kernel(parallel=True)(
-        variant(_aligned_template, f"_aligned_{op}{d}", **_bindings(op, d))
-    )
-    for op, d in _FORMULAS
-}
-# By (op, box width, aligned), for the fast path.
+def _drivers(template: Any, name: str) -> dict:
+    """One driver per (op, dims) from ``template``, as ParallelKernels: called, the parallel
+    build; ``.serial``, the build for the calling thread (each compiled on first use)."""
+    return {
+        (op, d): kernel(parallel=True)(variant(template, f"_{name}_{op}{d}", **_bindings(op, d)))
+        for op, d in _FORMULAS
+    }
+
+
+_PAIRWISE = _drivers(_pairwise_template, "pairwise")
+_ALIGNED = _drivers(_aligned_template, "aligned")
+_RESCALE = {False: _drivers(_rescale_pairwise_template, "rescale_pairwise"),
+            True: _drivers(_rescale_aligned_template, "rescale_aligned")}
+# By (op, box width, aligned), for the fast path: (driver, its rescale kernel, rows of the
+# pairwise driver's columns).
 _BY_WIDTH = {
-    (op, 2 * d, aligned): (_ALIGNED if aligned else _PAIRWISE)[op, d]
+    (op, 2 * d, aligned): ((_ALIGNED if aligned else _PAIRWISE)[op, d], _RESCALE[aligned][op, d],
+                           _COLUMN_ROWS[d])
     for op, d in _FORMULAS for aligned in (False, True)
 }
 
@@ -435,8 +461,13 @@ _BY_WIDTH = {
 PARALLEL_PAIRS = 1 << 15
 
 
-def _launch(kernels: Any, pairs: int, *args: Any) -> None:
-    (kernels.serial if pairs < PARALLEL_PAIRS else kernels)(*args)
+def _launch(kernels: Any, rescale: Any, pairs: int, b1: np.ndarray, b2: np.ndarray,
+            consts: np.ndarray, out: np.ndarray, *scratch: np.ndarray) -> None:
+    """Run a driver, then, where it found an extreme box, its rescale kernel (on the same
+    arguments, less the driver's scratch)."""
+    parallel = pairs >= PARALLEL_PAIRS
+    if (kernels if parallel else kernels.serial)(b1, b2, consts, out, *scratch):
+        (rescale if parallel else rescale.serial)(b1, b2, consts, out)
 
 
 @functools.lru_cache(maxsize=64)
@@ -469,14 +500,18 @@ def box_pair(
         return result
     consts = _consts(spec.compute, spec.dims, zero_division, math.copysign(1.0, zero_division))
     f1, f2 = _corners(b1, spec, n), _corners(b2, spec, m)
+    rescale = _RESCALE[spec.m < 0][op, spec.dims]
     if spec.m < 0:
-        _launch(_ALIGNED[op, spec.dims], result.size, f1, f2, consts, result.reshape(-1))
-    elif f1.shape[0] == n:  # no batch: the 2-D build, as the fast path calls it
-        _launch(_PAIRWISE[op, spec.dims], result.size, f1, f2, consts, result.reshape(n, m))
+        _launch(_ALIGNED[op, spec.dims], rescale, result.size, f1, f2, consts, result.reshape(-1))
     else:
-        w = 2 * spec.dims
-        _launch(_PAIRWISE[op, spec.dims], result.size, f1.reshape(-1, n, w),
-                f2.reshape(-1, m, w), consts, result.reshape(-1, n, m))
+        cols = np.empty((f1.shape[0] // n, _COLUMN_ROWS[spec.dims], m), spec.compute)
+        if f1.shape[0] == n:  # no batch: the 2-D build, as the fast path calls it
+            _launch(_PAIRWISE[op, spec.dims], rescale, result.size, f1, f2, consts,
+                    result.reshape(n, m), cols)
+        else:
+            w = 2 * spec.dims
+            _launch(_PAIRWISE[op, spec.dims], rescale, result.size, f1.reshape(-1, n, w),
+                    f2.reshape(-1, m, w), consts, result.reshape(-1, n, m), cols)
     return result
 
 
@@ -516,5 +551,9 @@ def box_pair_fast(
     else:
         return None
     consts = _consts(dtype, w // 2, zero_division, math.copysign(1.0, zero_division))
-    _launch(kernels, n if aligned else n * m, b1, b2, consts, result)
+    driver, rescale, rows = kernels
+    if aligned:
+        _launch(driver, rescale, n, b1, b2, consts, result)
+    else:
+        _launch(driver, rescale, n * m, b1, b2, consts, result, np.empty((1, rows, m), dtype))
     return result

@@ -95,7 +95,9 @@ def _match_template(values, iou_off, g_off, d_off, crowd, g_ig, counts, d_out, c
     ``cand_v (G,)`` are scratch; group b uses its own objects' slots. Every index comes from the
     caller's offsets. One candidate, the usual case, takes a short path."""
     num_t, num_a = cutoffs.shape[0], g_ig.shape[0]
-    low = cutoffs.min()
+    low = cutoffs[0]  # T >= 1 (checked by match); a loop: no ``cutoffs.min()`` to compile
+    for t in range(1, num_t):
+        low = cutoffs[t] if cutoffs[t] < low else low
     for b in numba.prange(iou_off.shape[0]):
         g0, g1, p0, p1 = g_off[b], g_off[b + 1], d_off[b], d_off[b + 1]
         ng, nd = g1 - g0, p1 - p0
@@ -307,6 +309,10 @@ def _rasterize(xy, vertex_off, heights, widths, sizes):
     return out
 
 
+# The sorts copy ``tmp`` back element by element: an array-to-array slice assignment would make
+# Numba compile its shape-mismatch error message (string formatting, seconds of compilation).
+
+
 @kernel()
 def _bucket_sort(order, m, key, buckets, counts, tmp):
     """``order[:m]`` stably reordered by ``key[order[x]]``, each in ``[0, buckets)``; ``tmp``
@@ -320,7 +326,8 @@ def _bucket_sort(order, m, key, buckets, counts, tmp):
         k = key[order[x]]
         tmp[counts[k]] = order[x]
         counts[k] += 1
-    order[:m] = tmp[:m]
+    for x in range(m):
+        order[x] = tmp[x]
 
 
 RADIX_BITS = 16  # digits of the radix sort: 4 passes over 64-bit keys
@@ -356,7 +363,8 @@ def _radix_sort(order, m, keys, counts, tmp):
             d = np.int64((keys[order[x]] >> s) & mask)
             tmp[counts[d]] = order[x]
             counts[d] += 1
-        order[:m] = tmp[:m]
+        for x in range(m):
+            order[x] = tmp[x]
 
 
 @kernel()
@@ -367,7 +375,7 @@ def _group_order(img, cat, n_img, n_cat, use_cats, keys, order, tmp, counts):
     score), then by category (pooled), then in input order. Least significant key first, each
     pass stable. Writes ``order[:m]`` and returns m; ``tmp`` (n,) and ``counts`` are
     scratch."""
-    m = 0
+    m = np.int64(0)  # not the literal 0: the sorts below are compiled for one signature
     for x in range(img.shape[0]):
         if img[x] >= 0 and cat[x] >= 0:
             order[m] = x
@@ -509,7 +517,7 @@ def match(values: np.ndarray, iou_off: np.ndarray, g_off: np.ndarray, d_off: np.
     state = np.empty((n, num_a, num_t), dtype=np.uint8)
     p2g0 = np.empty((n, num_t), dtype=np.int32 if total_g < 2**31 else np.int64)
     pign0 = np.empty((n, num_t), dtype=np.bool_)
-    if groups and n:
+    if groups and n and num_t:  # the kernel reads cutoffs[0]
         scratch = (np.empty((groups, num_a), dtype=np.bool_),
                    np.empty((total_g, num_a, num_t), dtype=np.bool_),
                    np.empty(total_g, dtype=np.int64), np.empty(total_g, dtype=np.float64))

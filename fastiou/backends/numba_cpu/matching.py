@@ -30,18 +30,6 @@ PARALLEL_FROM = 64  # images per call from which waking the threads pays
 
 
 @kernel()
-def _clear(g0, ng, p0, npred, pred_to_gt, gt_to_pred, pred_ignored, matched_iou):
-    """An image's outputs at every threshold, before matching: nothing matched."""
-    for t in range(pred_to_gt.shape[0]):
-        for j in range(g0, g0 + ng):
-            gt_to_pred[t, j] = -1
-            matched_iou[t, j] = 0
-        for q in range(p0, p0 + npred):
-            pred_to_gt[t, q] = -1
-            pred_ignored[t, q] = False
-
-
-@kernel()
 def _block_row(iou, consts, at, g0, npred, j):
     """Where local object ``j``'s row of the image's block starts (indices uint64: no
     negative-index checks, so that the loop over the predictions vectorizes)."""
@@ -147,10 +135,11 @@ SMALL_SORT = 256  # predictions per image up to which ranks by counting beat mer
 
 
 @kernel()
-def _rank_descending(s, p0, m, order):
-    """As :func:`_sort_descending` for a small image: the rank of each prediction is the count of
-    those before it in the order (higher scores, and equal scores earlier in the input). The
-    comparisons are branch-free and vectorize; sorting's branches mispredict on random scores."""
+def _rank_descending(s, p0, m, order, tmp):
+    """As :func:`_sort_descending` for a small image (``tmp`` unused): the rank of each
+    prediction is the count of those before it in the order (higher scores, and equal scores
+    earlier in the input). The comparisons are branch-free and vectorize; sorting's branches
+    mispredict on random scores."""
     u0 = np.uint64(p0)  # unsigned indices: no negative-index checks, so the loops vectorize
     for k in range(m):
         v = s[p0 + k]
@@ -179,8 +168,13 @@ def _greedy_template(src, consts, iou_offsets, gt_offsets, pred_offsets, keys, g
     fails both). One pass (objects in turn, predictions inner, so that it vectorizes) counts
     them per prediction and keeps the last. Only the valid predictions with candidates can
     match, so only they are put in order; each in turn lists its candidates (the one kept, or
-    its column) and chooses at every threshold."""
-    low = cutoffs.min()
+    its column) and chooses at every threshold.
+
+    ``sort`` is :func:`_sort_descending` or, in the build for calls whose images all have at most
+    ``SMALL_SORT`` predictions, :func:`_rank_descending` (so that it alone is compiled)."""
+    low = cutoffs[0]  # at least one threshold (checked by the callers); no ``min`` to compile
+    for t in range(1, cutoffs.shape[0]):
+        low = cutoffs[t] if cutoffs[t] < low else low
     zero = low - low
     scored = keys.shape[0] > 0
     for i in numba.prange(gt_offsets.shape[0] - 1):
@@ -188,7 +182,13 @@ def _greedy_template(src, consts, iou_offsets, gt_offsets, pred_offsets, keys, g
         ng, npred = gt_offsets[i + 1] - g0, pred_offsets[i + 1] - p0
         at, ug0, up0, unp = (np.uint64(iou_offsets[i]), np.uint64(g0), np.uint64(p0),
                              np.uint64(npred))
-        _clear(g0, ng, p0, npred, pred_to_gt, gt_to_pred, pred_ignored, matched_iou)
+        for t in range(pred_to_gt.shape[0]):  # the image's outputs before matching: none matched
+            for j in range(g0, g0 + ng):
+                gt_to_pred[t, j] = -1
+                matched_iou[t, j] = 0
+            for q in range(p0, p0 + npred):
+                pred_to_gt[t, q] = -1
+                pred_ignored[t, q] = False
         h, last = hits[p0:p0 + npred], lasts[p0:p0 + npred]
         h[:] = 0
         for j in range(ng):
@@ -200,7 +200,7 @@ def _greedy_template(src, consts, iou_offsets, gt_offsets, pred_offsets, keys, g
                     hit = (v >= low) & (v > zero)
                     h[q] += np.int32(hit)
                     last[q] = jj if hit else last[q]
-        m = 0
+        m = np.int64(0)  # not the literal 0: one compiled signature of the sort below
         for q in range(npred):  # those that can match, in input order (no branches: m <= q)
             picked[p0 + m] = q
             if scored:
@@ -210,9 +210,9 @@ def _greedy_template(src, consts, iou_offsets, gt_offsets, pred_offsets, keys, g
             for k in range(m):
                 ranked[p0 + k] = k
         elif m <= SMALL_SORT:
-            _rank_descending(picked_keys, p0, m, ranked)
+            _rank_descending(picked_keys, p0, m, ranked, tmp)
         else:
-            _sort_descending(picked_keys, p0, m, ranked, tmp)
+            sort(picked_keys, p0, m, ranked, tmp)  # noqa: F821
         c_i, v_i = cand[g0:g0 + ng], value[g0:g0 + ng]
         for k in range(m):
             q = picked[p0 + ranked[p0 + k]]
@@ -256,25 +256,27 @@ def _greedy_template(src, consts, iou_offsets, gt_offsets, pred_offsets, keys, g
                     matched_iou[t, g0 + best] = best_v
 
 
-_GREEDY = serial_and_parallel(
-    variant(_greedy_template, "_greedy_blocks", iou_row=_block_row, iou_at=_block_value)
-)
-_GREEDY_BOXES = {
-    d: serial_and_parallel(
-        variant(_greedy_template, f"_greedy_boxes{d}", iou_row=row, iou_at=value)
-    )
-    for d, (row, value) in _BOX_ENTRY.items()
-}
+def _greedy(name: str, row: Any, value: Any) -> dict[bool, tuple[Any, Any]]:
+    """(serial, parallel) builds of the greedy kernel reading the IoU by ``row`` and ``value``:
+    by whether a call may have an image of more than ``SMALL_SORT`` predictions."""
+    return {big: serial_and_parallel(variant(
+        _greedy_template, name + ("" if big else "_small"), iou_row=row, iou_at=value,
+        sort=_sort_descending if big else _rank_descending)) for big in (False, True)}
+
+
+_GREEDY = _greedy("_greedy_blocks", _block_row, _block_value)
+_GREEDY_BOXES = {d: _greedy(f"_greedy_boxes{d}", *entry) for d, entry in _BOX_ENTRY.items()}
 _GREEDY_BOXES_EXTREME = {
-    d: serial_and_parallel(
-        variant(_greedy_template, f"_greedy_boxes_extreme{d}", iou_row=row, iou_at=value)
-    )
-    for d, (row, value) in _BOX_ENTRY_EXTREME.items()
+    d: _greedy(f"_greedy_boxes_extreme{d}", *entry) for d, entry in _BOX_ENTRY_EXTREME.items()
 }
 
 
-def _pick(pair: tuple[Any, Any], images: int) -> Any:
-    return pair[1] if images >= PARALLEL_FROM else pair[0]
+def _pick(builds: dict[bool, tuple[Any, Any]], pred_offsets: np.ndarray) -> Any:
+    """The build for images at ``pred_offsets`` (n + 1,): serial below ``PARALLEL_FROM`` images,
+    with the merge sort only where an image has more than ``SMALL_SORT`` predictions."""
+    images = pred_offsets.shape[0] - 1
+    big = images > 0 and int(np.diff(pred_offsets).max()) > SMALL_SORT
+    return builds[big][images >= PARALLEL_FROM]
 
 
 def _keys(func: str, scores: Any, total: int) -> np.ndarray:
@@ -313,8 +315,8 @@ def _run(iou_flat: np.ndarray, iou_off: np.ndarray, gt_off: np.ndarray, pred_off
          cutoffs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     total_g, total_p = int(gt_off[-1]), int(pred_off[-1])
     outputs = _outputs(cutoffs.shape[0], total_g, total_p, iou_flat.dtype)
-    if iou_off.shape[0]:
-        _pick(_GREEDY, iou_off.shape[0])(
+    if iou_off.shape[0] and cutoffs.shape[0]:  # the kernel reads cutoffs[0]
+        _pick(_GREEDY, pred_off)(
             iou_flat, iou_flat[:0], iou_off, gt_off, pred_off, keys, gflags, pvalid, cutoffs,
             *_scratch(gt_off, total_p, iou_flat.dtype), *outputs,
         )
@@ -341,7 +343,7 @@ def greedy_boxes(
     keys = _keys("evaluate", scores, total_p)
     cutoffs = _validate.match_cutoffs(np.asarray(thresholds, dtype=np.float64), c1.dtype)
     outputs = _outputs(cutoffs.shape[0], total_g, total_p, c1.dtype)
-    if images:
+    if images and cutoffs.shape[0]:  # the kernel reads cutoffs[0]
         consts = box_consts(c1.dtype, dims, zero_division)
         (a, x1), (b, x2) = columns(c1, dims, consts), columns(c2, dims, consts)
         src = (a, b)
@@ -349,7 +351,7 @@ def greedy_boxes(
         if x1.any() or x2.any():
             src += (c1.reshape(-1), c2.reshape(-1), x1, x2)
             kernels = _GREEDY_BOXES_EXTREME[dims]
-        _pick(kernels, images)(
+        _pick(kernels, off2)(
             src, consts, np.zeros(images, dtype=np.int64),
             off1, off2, keys,
             np.full(total_g, VALID, dtype=np.uint8), np.ones(total_p, dtype=bool), cutoffs,

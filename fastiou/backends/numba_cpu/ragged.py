@@ -70,7 +70,8 @@ def consts(dtype: Any, dims: int, zero_division: float) -> np.ndarray:
 def _columns_template(f, consts, cols, flags):  # f flat (K * 2d,) corners
     """Columns ``cols (R, K)`` (corners, area, and for 2D an unused row: ``_load2`` reads 6)
     and ``flags (K,)``: whether each box is extreme, in the same pass over the boxes."""
-    k = (consts[0], consts[1], consts[2], consts[3], consts[4])
+    # All of ``consts``, as the box drivers pass them: one compiled ``extreme`` serves both.
+    k = (consts[0], consts[1], consts[2], consts[3], consts[4], consts[5], consts[6])
     for i in range(np.uint64(flags.shape[0])):  # unsigned: no negative-index checks
         p = row(f, i)  # noqa: F821
         for r in range(rows):  # noqa: F821 (a constant: the copy is unrolled)
