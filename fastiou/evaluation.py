@@ -4,8 +4,9 @@ A dataset is a sequence with one entry per image. Its IoU is computed in a fixed
 compiled calls, whatever the number of images: the objects of every image are concatenated, and a
 *segmented* kernel computes only the pairs within an image (the ``G_i x P_i`` blocks, one after
 another); the greedy matching then runs over all the blocks in one call as well. Dense masks are
-packed to bits one image at a time (each image arrives as its own array), then the IoU of every
-image of one mask size is one call; COCO RLE is read in one call and its IoU is one call too.
+packed to bits one image at a time (each image arrives as its own array; the JAX engine writes
+every image's words into one buffer, in place), then the IoU of every image of one mask size is
+one call; COCO RLE is read in one call and its IoU is one call too.
 
 Where the data lives
 --------------------
@@ -318,7 +319,8 @@ def _read(func: str, gt: Any, pred: Any, scores: Any, backend: str | None) -> _I
                 firsts[type(x)] = (f"{name}[{i}]", x)
     arrays = {k: v for k, v in firsts.values() if not isinstance(v, (list, tuple))}
     engine = _dispatch.backend_for(func, arrays, backend)
-    as_is = engine.name == "numba" and types == {np.ndarray}
+    as_is = engine.native(types) if engine.name == "jax" else (
+        engine.name == "numba" and types == {np.ndarray})
     gt_a, pred_a = ([x if as_is else engine.asarray(x) for x in items] for _, items in sides)
     shapes = [[a.shape if as_is else tuple(a.shape) for a in side] for side in (gt_a, pred_a)]
     dtypes = [{a.dtype for a in side} for side in (gt_a, pred_a)]
@@ -457,14 +459,20 @@ def _concat(engine: Any, arrays: list[Any], tail: tuple[int, ...], dtype: Any) -
 
     On the JAX engine the boxes (a few bytes per object) are concatenated on the host and put
     back on the device in one transfer: ``jnp.concatenate`` of thousands of arrays compiles one
-    XLA operation with thousands of operands, which takes minutes.
+    XLA operation with thousands of operands, which takes minutes. ``np.asarray`` of each array is
+    the cheapest way out found (about 5 us an array on CPU; ``jax.device_get`` of the list, 25).
     """
     xp = engine.namespace()
     parts = [a for a in arrays if a.shape[0]]
+    if engine.name == "jax":
+        from jax import dtypes
+
+        flat = (np.concatenate([np.asarray(a) for a in parts], axis=0) if parts
+                else np.zeros((0,) + tail, dtype=dtype))
+        flat = flat.astype(dtypes.canonicalize_dtype(flat.dtype), copy=False)
+        return xp.asarray(flat)
     if not parts:
         return xp.zeros((0,) + tail, dtype=dtype)
-    if engine.name == "jax":
-        return xp.asarray(np.concatenate([np.asarray(a) for a in parts], axis=0))
     return xp.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
 
 
@@ -476,19 +484,12 @@ def _box_sets(func: str, data: _Images, fmt: str) -> tuple[Any, Any, _validate.B
     return g, p, _validate.box_pair(func, g, p, fmt=fmt, aligned=False, wide=engine.wide_float())
 
 
-def _box_blocks(func: str, data: _Images, fmt: str, off1: np.ndarray, off2: np.ndarray,
-                blocks: np.ndarray) -> Any:
-    g, p, spec = _box_sets(func, data, fmt)
-    return _box_values(data.engine, g, p, off1, off2, blocks, spec, 0.0)
-
-
-def _box_matches(func: str, data: _Images, fmt: str, off1: np.ndarray, off2: np.ndarray,
-                 threshold: float) -> tuple[np.ndarray, np.ndarray] | None:
-    """Greedy (pred_index, iou) of every object straight from the boxes, on the Numba engine:
-    IoU and matching in one compiled pass, without the ``G_i x P_i`` blocks. None where the
-    blocks would be rounded to another dtype than the IoU is computed in (then the blocks are
-    made and matched)."""
-    g, p, spec = _box_sets(func, data, fmt)
+def _box_matches(data: _Images, g: Any, p: Any, spec: _validate.BoxPair, off1: np.ndarray,
+                 off2: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """Greedy (pred_index, iou) of every object straight from the NumPy boxes ``g``, ``p``, on
+    the Numba engine: IoU and matching in one compiled pass, without the ``G_i x P_i`` blocks.
+    None where the blocks would be rounded to another dtype than the IoU is computed in (then
+    the blocks are made and matched)."""
     if spec.out != spec.compute or spec.compute not in (np.float32, np.float64):
         return None
     from . import _formats
@@ -502,21 +503,15 @@ def _box_matches(func: str, data: _Images, fmt: str, off1: np.ndarray, off2: np.
 
 
 def _pack_image(func: str, name: str, x: Any, engine: Any, budget: int) -> tuple[Any, Any]:
-    """Packed words ``(N, L)`` and areas ``(N,)`` of one image's masks ``(N, H, W)``. On the JAX
-    engine N is padded up to a power of two first (empty masks, sliced off after), so that images
-    with different numbers of masks share a few compiled packings."""
-    n = x.shape[0]
-    if engine.name == "jax" and n & (n - 1):
-        xp = engine.namespace()
-        pad = ((1 << n.bit_length()) - n,) + tuple(x.shape[1:])
-        x = xp.concatenate([x, xp.zeros(pad, x.dtype)])
+    """Packed words ``(N, L)`` and areas ``(N,)`` of one image's masks ``(N, H, W)``."""
     p = _pack(func, name, x, engine, threshold=None, budget=budget, min_ndim=3)
-    return p.words.reshape(p.words.shape[0], -1)[:n], p.area[:n]
+    return p.words.reshape(p.words.shape[0], -1), p.area
 
 
 def _mask_blocks(func: str, data: _Images, blocks: np.ndarray) -> Any:
     """Pack each image's masks (each image is its own array) and compute the blocks of every
-    image of one mask size in one call."""
+    image of one mask size in one call. The JAX engine packs each image into rows of one buffer
+    (``ragged.pack_images``), in place, instead of concatenating per-image arrays."""
     engine = data.engine
     budget = _validate.DEFAULT_MEMORY_BUDGET
     xp = engine.namespace()
@@ -529,10 +524,15 @@ def _mask_blocks(func: str, data: _Images, blocks: np.ndarray) -> Any:
             groups.setdefault(_shape(g)[1:], []).append(i)
     values = []
     for images in groups.values():
-        packed = [[_pack_image(func, f"{name}[{i}]", side[i], engine, budget) for i in images]
-                  for name, side in (("gt", data.gt), ("pred", data.pred))]
-        words = [xp.concatenate([w for w, _ in side]) for side in packed]
-        areas = [xp.concatenate([a for _, a in side]) for side in packed]
+        if engine.name == "jax":
+            packed = [_ragged(engine).pack_images([side[i] for i in images])
+                      for side in (data.gt, data.pred)]
+            words, areas = [w for w, _ in packed], [a for _, a in packed]
+        else:
+            packed = [[_pack_image(func, f"{name}[{i}]", side[i], engine, budget)
+                       for i in images] for name, side in (("gt", data.gt), ("pred", data.pred))]
+            words = [xp.concatenate([w for w, _ in side]) for side in packed]
+            areas = [xp.concatenate([a for _, a in side]) for side in packed]
         sub1 = _offsets(data.num_gt[images])
         sub2 = _offsets(data.num_pred[images])
         sub = _validate.segment_blocks(func, sub1, sub2)
@@ -641,12 +641,13 @@ def _evaluate_batch(func: str, gt: Any, pred: Any, scores: Any, *, iou_threshold
     data = _read(func, gt, pred, scores, backend)
     off1, off2 = _offsets(data.num_gt), _offsets(data.num_pred)
     blocks = _validate.segment_blocks(func, off1, off2)
-    if data.kind == "boxes" and method == "greedy" and data.engine.name == "numba":
-        fused = _box_matches(func, data, fmt, off1, off2, iou_threshold)
+    if data.kind == "boxes":
+        g, p, spec = _box_sets(func, data, fmt)
+        fused = (_box_matches(data, g, p, spec, off1, off2, iou_threshold)
+                 if method == "greedy" and data.engine.name == "numba" else None)
         if fused is not None:
             return _Matches(data.num_gt, data.num_pred, *fused)
-    if data.kind == "boxes":
-        values = _box_blocks(func, data, fmt, off1, off2, blocks)
+        values = _box_values(data.engine, g, p, off1, off2, blocks, spec, 0.0)
     elif data.kind == "masks":
         values = _mask_blocks(func, data, blocks)
     else:

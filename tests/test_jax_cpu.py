@@ -5,9 +5,11 @@ chunk by chunk ("chunks") and counts mask intersections with shifts and adds ("s
 it uses one flat broadcast ("flat"), one ``jnp.bincount`` ("bincount") and
 ``lax.population_count`` ("popcount"). Segmented boxes run one dense row per box of set 1 on CPU
 ("rows") and one gathered pair per output element elsewhere ("flat"); segmented masks count as the
-dense ones ("swar" / "popcount"). The choice follows ``jax.default_backend()`` when a call is
-made or traced; each module's ``FORMULATION`` switch (``MASK_FORMULATION`` for segmented masks)
-forces either one, so both run here.
+dense ones ("swar" / "popcount"). Aligned boxes are all computed by the scaled formula on CPU
+("scaled") and by the plain one unless a box is extreme elsewhere ("checked"). The choice
+follows ``jax.default_backend()`` when a call is made or traced; each module's ``FORMULATION``
+switch (``MASK_FORMULATION`` for segmented masks, ``ALIGNED``) forces either one, so both run
+here.
 """
 
 from __future__ import annotations
@@ -110,6 +112,36 @@ def test_box_rows_under_jit_vmap_and_grad(box_formulation):
                           - ref.pairwise("giou", down, b2[0]).sum()) / (2 * h)
     assert np.isfinite(grad).all()
     np.testing.assert_allclose(grad, numeric, rtol=2e-2, atol=2e-3)
+
+
+@pytest.mark.parametrize("aligned_formulation", ["scaled", "checked"])
+@pytest.mark.parametrize("op", list(BOX_FUNCS))
+def test_aligned_formulations_match_reference(monkeypatch, aligned_formulation, op):
+    """Aligned pairs on CPU are all computed by the scaled formula ("scaled"), elsewhere by the
+    plain one unless a box is extreme ("checked"): the same values, for random, degenerate,
+    extreme and NaN boxes, and finite gradients at degenerate pairs."""
+    from box_cases import DEGENERATE_2D
+
+    monkeypatch.setattr(jax_boxes, "ALIGNED", aligned_formulation)
+    assert jax_boxes._aligned_scaled(True) == (aligned_formulation == "scaled")
+    assert not jax_boxes._aligned_scaled(False)
+    rng = np.random.default_rng(3)
+    b1, b2 = box_sets(rng, (300,), (300,), dtype="float32")
+    d = DEGENERATE_2D.astype(np.float32)
+    b1[:len(d)], b2[:len(d)] = d, d[::-1]
+    b1[20] = [0, 0, 1e30, 1e30]  # past 2**61
+    b2[21] = [0, 0, 1e-30, 1e-30]  # a tiny non-zero extent
+    b1[22] = [0, 0, 10, np.nan]
+    got = BOX_FUNCS[op](jnp.asarray(b1), jnp.asarray(b2), aligned=True, zero_division=0.5)
+    assert isinstance(got, jax.Array) and got.shape == (300,) and got.dtype == jnp.float32
+    want = ref.pairwise(op, b1.astype(np.float64), b2.astype(np.float64), aligned=True,
+                        zero_division=0.5)
+    got = np.asarray(got)
+    assert np.isnan(got[22]) and not np.isnan(np.delete(got, 22)).any()
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
+    grad = jax.grad(lambda x: jnp.sum(BOX_FUNCS[op](x, jnp.asarray(d[::-1]), aligned=True)))(
+        jnp.asarray(d))
+    assert np.isfinite(np.asarray(grad)).all()
 
 
 def _confusion_reference(pred, target, c, ignore):
@@ -353,3 +385,109 @@ def test_segmented_box_rows_no_retrace(monkeypatch):
         if k == 0:
             sizes = (jax_ragged._tiles._cache_size(), jax_ragged._box_rows._cache_size())
     assert (jax_ragged._tiles._cache_size(), jax_ragged._box_rows._cache_size()) == sizes
+
+
+# --- evaluate on the JAX engine: boxes matched on the host (CPU) or from the device's blocks;
+# --- masks packed image by image into one buffer -------------------------------------------------
+
+def _evaluate_reference(blocks, scores, t):
+    """Per-object (pred_index, iou) of every image's float64 block, by COCO's greedy rule."""
+    import match_reference
+
+    pred_index, iou = [], []
+    for block, s in zip(blocks, scores):
+        if block.shape[0] == 0:
+            continue
+        if block.shape[1] == 0:
+            pred_index += [-1] * block.shape[0]
+            iou += [0.0] * block.shape[0]
+            continue
+        _, g2p, _, matched = match_reference.greedy(block, scores=s, t=t)
+        pred_index += g2p
+        iou += matched
+    return np.array(pred_index, np.int64), np.array(iou)
+
+
+def test_evaluate_jax_boxes_match_reference(monkeypatch):
+    """evaluate computes the IoU blocks of jax boxes with the JAX engine (one segmented call)
+    and matches them as the reference does; the caller's arrays are left as they were."""
+    calls = []
+    real = jax_ragged.box_iou
+    monkeypatch.setattr(jax_ragged, "box_iou", lambda *a, **k: calls.append(1) or real(*a, **k))
+    rng = np.random.default_rng(41)
+    counts = [(3, 7), (0, 4), (5, 0), (1, 1), (8, 12), (0, 0)]
+    gt = [_segment_boxes(rng, [g]) for g, _ in counts]
+    near = [max(0, p - 1) if len(g) else 0 for g, (_, p) in zip(gt, counts)]
+    pred = [np.concatenate([g[rng.integers(0, max(1, len(g)), k)] + rng.normal(0, 0.5, (k, 4)),
+                            _segment_boxes(rng, [p - k])]).astype(np.float32)
+            for g, (_, p), k in zip(gt, counts, near)]
+    scores = [rng.random(p) for _, p in counts]
+    originals = [a.copy() for a in gt + pred]
+    jgt, jpred = [jnp.asarray(a) for a in gt], [jnp.asarray(a) for a in pred]
+    report = fastiou.evaluate(jgt, jpred, scores=scores, iou_threshold=0.3)
+    assert len(calls) == 1
+    blocks = [ref.pairwise("iou", g.astype(np.float64), p.astype(np.float64))
+              for g, p in zip(gt, pred)]
+    pred_index, iou = _evaluate_reference(blocks, scores, 0.3)
+    np.testing.assert_array_equal(report.per_object["pred_index"], pred_index)
+    np.testing.assert_allclose(report.per_object["iou"], iou, rtol=2e-6, atol=1e-7)
+    assert (pred_index >= 0).sum() >= 8
+    assert all((np.asarray(a) == b).all() for a, b in zip(jgt + jpred, originals))
+
+
+def test_pack_images_counts_match_reference():
+    """Rows of every image one after another, rows past them zero; popcounts of the words are the
+    areas and those of AND-ed rows the intersections, for bool and integer masks (256 is
+    foreground), H W a multiple of 32 or not; the caller's arrays stay alive."""
+    rng = np.random.default_rng(12)
+    for h, w, dtype in [(5, 9, np.bool_), (4, 8, np.int16), (7, 40, np.uint8)]:
+        images = [rng.random((n, h, w)) < 0.4 for n in (2, 0, 3, 1)]
+        images[0][0] = True
+        if dtype != np.bool_:
+            images = [np.where(m, 256 if dtype == np.int16 else 3, 0).astype(dtype) for m in images]
+        jimages = [jnp.asarray(m) for m in images]
+        words, area = jax_ragged.pack_images(jimages)
+        flat = np.concatenate([m.reshape(m.shape[0], h * w) != 0 for m in images])
+        total = flat.shape[0]
+        words, area = np.asarray(words), np.asarray(area)
+        assert words.dtype == np.uint32 and words.shape[0] >= total
+        assert words.shape[1] == jax_ragged._flat_words(h * w) and words.shape[1] % 8 == 0
+        assert not words[total:].any() and not area[total:].any()
+        count = np.vectorize(lambda v: bin(int(v)).count("1"))
+        np.testing.assert_array_equal(area[:total], flat.sum(1))
+        np.testing.assert_array_equal(count(words[:total]).sum(1), flat.sum(1))
+        inter = count(words[:total, None, :] & words[None, :total, :]).sum(-1)
+        np.testing.assert_array_equal(inter, flat.astype(np.int64) @ flat.T.astype(np.int64))
+        assert not any(m.is_deleted() for m in jimages)
+
+
+def test_evaluate_masks_match_reference_and_reuse_compiled_packing():
+    """Masks of two sizes, integer and bool, images without objects or predictions; a second
+    dataset with the same shapes compiles nothing new."""
+    rng = np.random.default_rng(8)
+
+    def dataset():
+        gt, pred = [], []
+        for g, p, (h, w) in [(2, 3, (12, 20)), (0, 2, (12, 20)), (3, 0, (9, 7)), (1, 4, (9, 7)),
+                             (2, 2, (12, 20))]:
+            gt.append(rng.random((g, h, w)) < 0.5)
+            pred.append(np.concatenate([gt[-1][:min(g, p)] ^ (rng.random((min(g, p), h, w))
+                                                               < 0.1),
+                                        rng.random((p - min(g, p), h, w)) < 0.5]))
+        return gt, pred
+
+    for k in range(2):
+        gt, pred = dataset()
+        gt[3] = gt[3].astype(np.int32) * 300
+        scores = [rng.random(p.shape[0]) for p in pred]
+        report = fastiou.evaluate([jnp.asarray(a) for a in gt], [jnp.asarray(a) for a in pred],
+                                  scores=scores, iou_threshold=0.4)
+        blocks = [_mask_reference(g != 0, p) if len(g) and len(p) else np.zeros((len(g), len(p)))
+                  for g, p in zip(gt, pred)]
+        pred_index, iou = _evaluate_reference(blocks, scores, 0.4)
+        np.testing.assert_array_equal(report.per_object["pred_index"], pred_index)
+        np.testing.assert_allclose(report.per_object["iou"], iou, rtol=1e-6)
+        assert (pred_index >= 0).sum() >= 3
+        if k == 0:
+            compiled = jax_ragged._pack_into._cache_size()
+    assert jax_ragged._pack_into._cache_size() == compiled

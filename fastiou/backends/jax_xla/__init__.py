@@ -27,6 +27,11 @@ def asarray(x: Any) -> Any:
     return jnp.asarray(x)
 
 
+def native(types: set[type]) -> bool:
+    """Whether :func:`asarray` returns arrays of every one of ``types`` as they are."""
+    return all(issubclass(t, (jax.Array, jax.core.Tracer)) for t in types)
+
+
 def wide_float() -> np.dtype:
     """float64 when x64 is enabled, otherwise float32 (jax would silently narrow it)."""
     return np.dtype(jax.dtypes.canonicalize_dtype(np.float64))

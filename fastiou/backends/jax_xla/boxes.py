@@ -141,7 +141,8 @@ def _scaled(a: Any, b: Any, op: str, zd: Any) -> Any:
     return diou - alpha * v + poison
 
 
-def _value(a: Any, b: Any, op: str, zd: Any, limits: tuple[float, float], rows: int = 0) -> Any:
+def _value(a: Any, b: Any, op: str, zd: Any, limits: tuple[float, float], rows: int = 0,
+           scaled: bool = False) -> Any:
     """``op`` of corner boxes ``a`` and ``b``: the plain formula, except for the pairs with an
     extreme box, computed by :func:`_scaled`. The usual case (no extreme box anywhere, found by
     one fused ``any`` per set; no per-box flags are stored) runs the plain formula alone.
@@ -151,7 +152,11 @@ def _value(a: Any, b: Any, op: str, zd: Any, limits: tuple[float, float], rows: 
     ``rows > 0`` (pairwise only: ``a (N, 1, 2d)``, ``b (M, 2d)``, ``N % rows == 0``) computes the
     ``(N, M)`` output ``rows`` rows at a time under ``lax.map`` (see :func:`_row_block`); the
     per-box terms (columns, extents, areas) are made once, outside the loop, so each step reads
-    them from contiguous arrays instead of recomputing them for every pair."""
+    them from contiguous arrays instead of recomputing them for every pair.
+
+    ``scaled``: every pair by :func:`_scaled`, without the check (see ``ALIGNED``)."""
+    if scaled:
+        return _scaled(a, b, op, zd)
     n = a.shape[0]
 
     def run(fn: Any, xs: Any) -> Any:
@@ -205,10 +210,24 @@ def _row_block(n: int, m: int, batch: tuple[int, ...], aligned: bool) -> int:
     return rows if rows * m >= 512 else 0  # tiny steps: the loop overhead would dominate
 
 
+# Formulation of the aligned (N,) case: None chooses by ``jax.default_backend()`` when the call
+# is traced ("scaled" on CPU, "checked" elsewhere); tests set either one. "checked": the plain
+# formula unless some box is extreme (:func:`_value`); "scaled": every pair by :func:`_scaled`
+# (the same values to rounding, without the check). Aligned, the check reads as many boxes as
+# the formula does, and XLA:CPU runs it as a separate reduction: measured on 2 cores, 1M pairs,
+# IoU 7.3 ms checked (2.9 ms formula + 3.5 ms check), 4.4 ms scaled, Numba 3.7 ms.
+ALIGNED: str | None = None
+
+
+def _aligned_scaled(aligned: bool) -> bool:
+    return aligned and (ALIGNED or ("scaled" if jax.default_backend() == "cpu" else "checked")) \
+        == "scaled"
+
+
 @functools.partial(
-    jax.jit, static_argnames=("op", "fmt", "aligned", "batch", "compute", "out", "rows")
+    jax.jit, static_argnames=("op", "fmt", "aligned", "batch", "compute", "out", "rows", "scaled")
 )
-def _box_pair(b1, b2, zd, *, op, fmt, aligned, batch, compute, out, rows=0):
+def _box_pair(b1, b2, zd, *, op, fmt, aligned, batch, compute, out, rows=0, scaled=False):
     a = _formats.to_corners(jnp, b1.astype(compute), fmt)
     b = _formats.to_corners(jnp, b2.astype(compute), fmt)
     a = jnp.broadcast_to(a, batch + a.shape[-2:])
@@ -217,7 +236,7 @@ def _box_pair(b1, b2, zd, *, op, fmt, aligned, batch, compute, out, rows=0):
         a = a[..., :, None, :]
         b = b if rows else b[..., None, :, :]
     limits = _formats.scale_limits(compute, a.shape[-1] // 2)
-    return _value(a, b, op, jnp.asarray(zd, compute), limits, rows).astype(out)
+    return _value(a, b, op, jnp.asarray(zd, compute), limits, rows, scaled).astype(out)
 
 
 def box_pair(b1: Any, b2: Any, *, op: str, spec: BoxPair, zero_division: float, out: Any = None) -> Any:
@@ -225,5 +244,5 @@ def box_pair(b1: Any, b2: Any, *, op: str, spec: BoxPair, zero_division: float, 
     return _box_pair(
         b1, b2, zero_division, op=op, fmt=spec.fmt, aligned=aligned, batch=spec.batch,
         compute=spec.compute.name, out=spec.out.name,
-        rows=_row_block(spec.n, spec.m, spec.batch, aligned),
+        rows=_row_block(spec.n, spec.m, spec.batch, aligned), scaled=_aligned_scaled(aligned),
     )

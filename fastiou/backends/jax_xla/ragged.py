@@ -32,7 +32,7 @@ from jax import lax
 
 from ... import _formats
 from .boxes import _extent, _extreme, _formula, _value
-from .masks import _byte_counts, _ratio
+from .masks import BITS, _byte_counts, _count_dtype, _ratio
 
 _INT32_MAX = 2**31 - 1
 
@@ -240,3 +240,64 @@ def mask_iou(w1: Any, a1: Any, w2: Any, a2: Any, off1: np.ndarray, off2: np.ndar
     tile = int(max(1, min(padded, budget // (4 * max(1, w1.shape[1])))))
     return _mask_pairs(w1, a1, w2, a2, *offsets, zero_division, padded=padded, tile=tile,
                        group=_mask_group(w1.shape[1]))[:total]
+
+
+def _flat_words(pixels: int) -> int:
+    """Words a mask of ``pixels`` pixels is packed into by :func:`_pack_flat`: a multiple of 8,
+    so that the CPU count sums groups of at least 8 words (see :func:`_mask_group`)."""
+    return -(-pixels // (8 * BITS)) * 8
+
+
+def _pack_flat(x: Any) -> Any:
+    """Masks ``x (N, H, W)`` (non-zero is foreground) -> ``words (N, L)`` uint32,
+    ``L = _flat_words(H W)``.
+
+    The bits are in an order of this module's own, not ``pack_masks``' row layout (only counts
+    of AND-ed words are taken from them): pixel ``b L + l`` of the flattened mask (zero past
+    ``H W``) is bit ``b`` of word ``l``. So a word is a sum of 32 shifted 0/1 bytes taken
+    elementwise along ``L``, down the leading axis, which XLA:CPU vectorizes (480 x 640 bool
+    masks on 2 cores: about 6 Gpixel/s, where ``x.astype(uint8)`` alone runs at 6 to 8 and the
+    row layout's sum along the last axis at 2.2). In :func:`_pack_into` XLA fuses all of it into
+    the write of the rows: no temporary, whether ``H W`` is a multiple of 32 or not."""
+    n, pixels = x.shape[0], x.shape[1] * x.shape[2]
+    words = _flat_words(pixels)
+    fg = x.astype(jnp.uint8) if x.dtype == jnp.bool_ else (x != 0).astype(jnp.uint8)
+    fg = jnp.pad(fg.reshape(n, pixels), ((0, 0), (0, words * BITS - pixels)))
+    bits = fg.reshape(n, BITS, words).astype(jnp.uint32)
+    return jnp.sum(bits << jnp.arange(BITS, dtype=jnp.uint32)[:, None], axis=1, dtype=jnp.uint32)
+
+
+@functools.partial(jax.jit, donate_argnums=(0, 1))
+def _pack_into(words, area, x, row):
+    """Pack ``x (N, H, W)`` (see :func:`_pack_flat`) into rows ``row:row + N`` of
+    ``words (R, L)`` and their areas into ``area (R,)``, in place (the buffers are donated). The
+    areas are counted from the rows written, so that the masks are read once."""
+    zero = jnp.int32(0)
+    words = lax.dynamic_update_slice(words, _pack_flat(x), (row, zero))
+    written = lax.dynamic_slice(words, (row, zero), (x.shape[0], words.shape[1]))
+    a = jnp.sum(lax.population_count(written), axis=1, dtype=area.dtype)
+    return words, lax.dynamic_update_slice(area, a, (row,))
+
+
+def pack_images(masks: list[Any]) -> tuple[Any, Any]:
+    """The masks of several images, ``(N_i, H, W)`` each (bool or integer, checked), packed and
+    concatenated: ``words (R, L)`` uint32 (bits in :func:`_pack_flat`'s order) and ``area (R,)``,
+    image ``i`` in rows ``sum(N_:i):sum(N_:i+1)``; rows past ``sum(N_i)`` are zero. One jitted
+    call per image writes its rows in place, so there is no per-image array to concatenate. ``R``
+    is the number of masks rounded up to one of eight sizes per power of two, so that datasets of
+    similar size share the compiled programs (one per distinct ``(N_i, H, W)`` and dtype)."""
+    height, width = (int(s) for s in masks[0].shape[1:])
+    total = sum(int(x.shape[0]) for x in masks)
+    if total > _INT32_MAX:
+        raise ValueError(f"pack_images: {total} masks do not fit int32 row indices")
+    step = 1 << max(3, total.bit_length() - 3)
+    rows = -(-total // step) * step
+    words = jnp.zeros((rows, _flat_words(height * width)), jnp.uint32)
+    area = jnp.zeros((rows,), _count_dtype())
+    row = 0
+    for x in masks:
+        n = int(x.shape[0])
+        if n:
+            words, area = _pack_into(words, area, x, np.int32(row))
+        row += n
+    return words, area
