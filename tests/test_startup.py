@@ -340,3 +340,93 @@ def test_label_tables_are_shared_and_not_written():
     # the table of a target byte: row offset (C + 1) * label, C for ignored, C + 1 outside
     np.testing.assert_array_equal(rows[[0, 2, 3, 255]], np.array([0, 2, 4, 3]) * 4)
     np.testing.assert_array_equal(cols[[0, 2, 3, 255]], [0, 2, 3, 3])
+
+
+# The first mask and RLE calls of a new interpreter with an empty cache: what each call compiled
+# that the calls before it had not (per dispatcher name, its overloads), and its result.
+MASK_RLE_COMPILES = """
+    import gc, json
+    import numpy as np
+    import fastiou
+    from numba.core.registry import CPUDispatcher
+
+    def compiled():
+        out = {}
+        for d in gc.get_objects():
+            if isinstance(d, CPUDispatcher) and d.overloads:
+                name = d.py_func.__name__
+                out[name] = out.get(name, 0) + len(d.overloads)
+        return out
+
+    def iou_reference(a, b):  # dense float64 IoU, union 0 -> 0
+        x = a.reshape(len(a), -1).astype(np.float64)
+        y = b.reshape(len(b), -1).astype(np.float64)
+        inter = x @ y.T
+        union = x.sum(1)[:, None] + y.sum(1)[None, :] - inter
+        return np.divide(inter, union, out=np.zeros_like(inter), where=union != 0)
+
+    def uncompressed(mask):  # column-major runs, background first
+        flat = mask.T.ravel()
+        bounds = np.concatenate([[0], np.flatnonzero(flat[1:] != flat[:-1]) + 1, [flat.size]])
+        runs = ([0] if flat[0] else []) + np.diff(bounds).tolist()
+        return {"size": list(mask.shape), "counts": runs}
+
+    rng = np.random.default_rng(3)
+    a, b = rng.random((2, 5, 40, 70)) < 0.3
+    b[0] = a[0]
+    b[1] = False
+    tall_a, tall_b = rng.random((2, 3, 600, 9)) < 0.4
+    expected, tall_expected = iou_reference(a, b), iou_reference(tall_a, tall_b)
+    steps, errors, seen = [], {}, compiled()
+
+    def step(name, got, want):
+        global seen
+        now = compiled()
+        steps.append([name, {k: v - seen.get(k, 0) for k, v in now.items()
+                             if v != seen.get(k, 0)}])
+        errors[name] = float(np.abs(np.asarray(got, np.float64) - want).max())
+        seen = now
+
+    step("mask_iou bool", fastiou.mask_iou(a, b), expected)
+    step("mask_iou uint8", fastiou.mask_iou(a.view(np.uint8), b.view(np.uint8)), expected)
+    dt, gt = fastiou.rle.encode(a), fastiou.rle.encode(b)
+    from pycocotools import mask as pm  # its strings, byte for byte
+    coco = pm.encode(np.asfortranarray(np.concatenate([a, b]).transpose(1, 2, 0).astype(np.uint8)))
+    step("rle.encode", float(dt + gt != [{"size": [40, 70], "counts": r["counts"]} for r in coco]),
+         0.0)
+    step("rle.decode", fastiou.rle.decode(dt), a)
+    step("rle.iou strings", fastiou.rle.iou(dt, gt), expected)
+    step("rle.iou counts", fastiou.rle.iou([uncompressed(m) for m in a],
+                                           [uncompressed(m) for m in b]), expected)
+    step("rle.iou strings, tall", fastiou.rle.iou(fastiou.rle.encode(tall_a),
+                                                  fastiou.rle.encode(tall_b)), tall_expected)
+    print(json.dumps({"steps": steps, "errors": errors}))
+"""
+
+
+def test_first_mask_and_rle_calls_compile_only_what_they_use(tmp_path):
+    """With an empty cache, the first ``mask_iou`` (bool, then uint8), ``rle.encode``,
+    ``rle.decode`` and ``rle.iou`` (compressed strings, then uncompressed counts) give the dense
+    float64 reference's values and each compiles its own kernels, once each, and nothing more:
+    none of Numba's ``min``/``max`` overloads or error formatting, no second signature, and the
+    tall-image drawing and counting only when an image taller than 512 rows comes."""
+    got = run_python(MASK_RLE_COMPILES, NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
+    assert max(got["errors"].values()) < 1e-6, got["errors"]
+    steps = dict(got["steps"])
+    assert list(steps) == ["mask_iou bool", "mask_iou uint8", "rle.encode", "rle.decode",
+                           "rle.iou strings", "rle.iou counts", "rle.iou strings, tall"]
+    once = dict.fromkeys
+    assert steps == {
+        "mask_iou bool": once(["_area", "_count", "_pack_rows", "_pack_span", "_pair_small"], 1),
+        "mask_iou uint8": {},  # the same kernels, the same signature
+        "rle.encode": once(["_changes", "_encode_count_serial", "_encode_write_serial",
+                            "_pack_columns", "_put"], 1),
+        "rle.decode": once(["_decode_all", "_decode_serial", "_decode_strings",
+                            "_string_counts"], 1),
+        "rle.iou strings": once(["_draw", "_iou_bits_serial", "_split_joined"], 1),  # + _count
+        "rle.iou counts": once(["_areas", "_bboxes", "_check_all", "_first_ending_after",
+                                "_intersection", "_intervals", "_iou_serial", "_operands",
+                                "_overlaps"], 1),
+        "rle.iou strings, tall": once(["_column", "_draw_tall", "_iou_bits_tall_serial",
+                                       "_shared"], 1),
+    }, got["steps"]

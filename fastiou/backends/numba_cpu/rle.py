@@ -16,7 +16,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from . import kernel, serial_and_parallel
+from . import kernel, serial_and_parallel, variant
 from .masks import _Buffers, _count, _empty, popcount, trailing_zeros
 
 # Error codes of the string decoder and of the run checks.
@@ -56,7 +56,8 @@ def _changes(bits, height, k, prev):
     """Word k of a column: bit i set where pixel 64 k + i differs from the pixel before it
     (``prev`` is the last pixel before this word); returns (changes, last pixel)."""
     w = bits[k]
-    valid = min(64, height - 64 * k)
+    valid = height - 64 * k
+    valid = 64 if valid > 64 else valid  # not ``min``: one compiled function fewer
     keep = np.uint64(0xFFFFFFFFFFFFFFFF) >> np.uint64(64 - valid)
     changed = (w ^ ((w << np.uint64(1)) | prev)) & keep
     return changed, (w >> np.uint64(valid - 1)) & np.uint64(1)
@@ -80,7 +81,8 @@ def _encode_count(masks, rule, cut, bits, runs):  # masks (N, H, W), bits (N, KH
 @kernel()
 def _put(value, buf, pos):
     """One count of the compressed string format: 5 bits a character, low bits first, bit 5 set
-    while more follow, sign-extended from bit 4 of the last character, offset by '0' (48)."""
+    while more follow, sign-extended from bit 4 of the last character, offset by '0' (48). From
+    the fourth count of a string on, the callers pass each count less the count two before it."""
     more = True
     while more:
         c = value & 0x1F
@@ -91,12 +93,6 @@ def _put(value, buf, pos):
         buf[pos] = c + 48
         pos += 1
     return pos
-
-
-@kernel()
-def _put_count(index, count, before2, buf, pos):
-    # From the fourth count on, each is stored as its difference with the count two before.
-    return _put(count - before2 if index > 2 else count, buf, pos)
 
 
 def _encode_write(bits, height, offsets, buf, lengths):  # buf: CHARS_PER_RUN characters a run
@@ -118,11 +114,12 @@ def _encode_write(bits, height, offsets, buf, lengths):  # buf: CHARS_PER_RUN ch
                     at = base + 64 * k + np.int64(trailing_zeros(changed))
                     changed &= changed - np.uint64(1)
                     count = at - last
-                    pos = _put_count(index, count, c2, buf, pos)
+                    pos = _put(count - c2 if index > 2 else count, buf, pos)
                     c2, c1 = c1, count
                     index += 1
                     last = at
-        pos = _put_count(index, size - last, c2, buf, pos)
+        count = size - last
+        pos = _put(count - c2 if index > 2 else count, buf, pos)
         lengths[i] = pos - start
 
 
@@ -208,28 +205,6 @@ def _string_counts(buf, ends, offsets, errors):
 
 
 @kernel()
-def _check_run(count, before, total):
-    """Error code of one run given the sum of the runs before it (never past ``total``), so that
-    no sum of runs can wrap around."""
-    if count < 0:
-        return NEGATIVE
-    if count > total - before:
-        return PAST_TOTAL
-    return OK
-
-
-@kernel()
-def _check_runs(counts, lo, hi, total):
-    s = np.int64(0)
-    for j in range(lo, hi):
-        err = _check_run(counts[j], s, total)
-        if err != OK:
-            return err
-        s += counts[j]
-    return OK if s == total else WRONG_TOTAL
-
-
-@kernel()
 def _decode_strings(buf, ends, offsets, totals, counts, errors):
     """Decode every string not already marked bad in ``errors``; an error code per string."""
     for i in range(ends.shape[0]):
@@ -261,8 +236,11 @@ def _decode_strings(buf, ends, offsets, totals, counts, errors):
                 break
             if m - offsets[i] > 2:
                 x += counts[m - 2]  # |x| < 2**60 and 0 <= counts[m - 2] <= totals[i]: no wrap
-            err = _check_run(x, s, totals[i])
-            if err != OK:
+            if x < 0:  # each run checked against what is left of the total: no sum can wrap
+                err = NEGATIVE
+                break
+            if x > totals[i] - s:
+                err = PAST_TOTAL
                 break
             s += x
             counts[m] = x
@@ -295,8 +273,21 @@ def _decode_all(buf, ends, offsets, totals, counts, errors):
 
 @kernel()
 def _check_all(counts, offsets, totals, errors):
+    """The error code of each RLE's runs; each run is checked against what is left of the total
+    before it is added, so that no sum of runs can wrap around."""
     for i in range(totals.shape[0]):
-        errors[i] = _check_runs(counts, offsets[i], offsets[i + 1], totals[i])
+        s, total, err = np.int64(0), totals[i], OK
+        for j in range(offsets[i], offsets[i + 1]):
+            if counts[j] < 0:
+                err = NEGATIVE
+                break
+            if counts[j] > total - s:
+                err = PAST_TOTAL
+                break
+            s += counts[j]
+        if err == OK and s != total:
+            err = WRONG_TOTAL
+        errors[i] = err
 
 
 def check_runs(counts: np.ndarray, offsets: np.ndarray, totals: np.ndarray) -> np.ndarray:
@@ -313,7 +304,7 @@ def _compress(counts, offsets, buf, lengths):
         pos = start
         lo = offsets[i]
         for j in range(lo, offsets[i + 1]):
-            pos = _put_count(j - lo, counts[j], counts[j - 2] if j - lo > 2 else 0, buf, pos)
+            pos = _put(counts[j] - counts[j - 2] if j - lo > 2 else counts[j], buf, pos)
         lengths[i] = pos - start
 
 
@@ -345,7 +336,8 @@ def _decode(counts, offsets, height, out):  # out (N, H, W) zeroed; runs checked
                 x, y = divmod(pos, height)
                 left = c
                 while left > 0 and x < width:  # one column at a time, never past the mask
-                    take = min(left, height - y)
+                    take = height - y
+                    take = left if left < take else take
                     for yy in range(y, y + take):
                         out[i, yy, x] = True
                     left -= take
@@ -402,7 +394,7 @@ def _bboxes(counts, offsets, heights, out):
                 if xb > xa:
                     y0, y1 = 0, h - 1
                 else:
-                    y0, y1 = min(y0, ya), max(y1, yb)
+                    y0, y1 = (ya if ya < y0 else y0), (yb if yb > y1 else y1)
             pos += c
             on = not on
         if x1 < 0:
@@ -535,8 +527,8 @@ def _intersection(sa, ea, a0, a1, sb, eb, b0, b1, first, last):
         s1, e1, s2, e2 = sa[i], ea[i], sb[j], eb[j]
         if s1 >= last or s2 >= last:
             break
-        overlap = min(e1, e2) - max(s1, s2)
-        inter += max(overlap, 0)
+        overlap = (e1 if e1 < e2 else e2) - (s1 if s1 > s2 else s2)
+        inter += overlap if overlap > 0 else 0
         if e1 <= e2:
             i += 1
         else:
@@ -547,8 +539,11 @@ def _intersection(sa, ea, a0, a1, sb, eb, b0, b1, first, last):
 @kernel()
 def _overlaps(p, q):
     """True when two xywh boxes share a pixel."""
-    return (min(p[0] + p[2], q[0] + q[2]) > max(p[0], q[0])
-            and min(p[1] + p[3], q[1] + q[3]) > max(p[1], q[1]))
+    for k in range(2):  # the lesser end past the greater start, on both axes
+        pe, qe = p[k] + p[2 + k], q[k] + q[2 + k]
+        if not ((pe if pe < qe else qe) > (p[k] if p[k] > q[k] else q[k])):
+            return False
+    return True
 
 
 def _iou(ds, de, dbounds, da, db, gs, ge, gbounds, ga, gb, height, crowd, zd, out):
@@ -560,8 +555,9 @@ def _iou(ds, de, dbounds, da, db, gs, ge, gbounds, ga, gb, height, crowd, zd, ou
             inter = np.int64(0)
             p, q = db[d], gb[g]
             if _overlaps(p, q):
-                first = np.int64(max(p[0], q[0])) * height
-                last = np.int64(min(p[0] + p[2], q[0] + q[2])) * height
+                first = np.int64(p[0] if p[0] > q[0] else q[0]) * height
+                pe, qe = p[0] + p[2], q[0] + q[2]
+                last = np.int64(pe if pe < qe else qe) * height
                 inter = _intersection(ds, de, dbounds[d], dbounds[d + 1],
                                       gs, ge, gbounds[g], gbounds[g + 1], first, last)
             union = da[d] if crowd[g] else da[d] + ga[g] - inter
@@ -622,19 +618,13 @@ GAP_WORDS = 8
 _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
-@kernel()
-def _set_bits(bits, start, stop):
-    """Set bits start .. stop - 1 (start < stop) of the words ``bits``."""
-    q0, q1 = start >> 6, (stop - 1) >> 6
-    head = _ALL << np.uint64(start & 63)
-    tail = _ALL >> np.uint64(63 - ((stop - 1) & 63))
-    if q0 == q1:
-        bits[q0] |= head & tail
-    else:
-        bits[q0] |= head
-        for q in range(q0 + 1, q1):
-            bits[q] = _ALL
-        bits[q1] |= tail
+# The drawing and pair-counting code below comes in two builds, bound by ``variant``: TALL for
+# images taller than 64 GAP_WORDS rows, which also tracks the rows and columns each mask spans
+# (:func:`_shared` skips the rows between them), and the other, which counts every word between
+# a pair's first and last shared pixel. TALL is a compile-time constant, so a process that meets
+# no tall image compiles none of that tracking. For the same reason the helpers are written out
+# in the loops (a run check, setting bits, min and max): each compiled function costs a first
+# call with an empty cache about a tenth of a second.
 
 
 @kernel()
@@ -649,64 +639,92 @@ def _column(pos, col, start, height):
     return col, col * height
 
 
-@kernel()
-def _draw_string(buf, p, end, total, height, bits):
-    """Decode the string buf[p:end] of an RLE of ``total`` pixels in columns of ``height``, with
-    every check of :func:`_decode_strings`, drawing its foreground runs into ``bits`` (zeroed) as
-    it goes: (area, first and last foreground pixel, first and last row with one, error code);
-    the pixels are -1 when the mask is empty. The rows are tracked only in images taller than
-    64 GAP_WORDS rows (elsewhere 0 and height - 1): :func:`_shared` skips no rows below that."""
+def _draw_template(joined, starts, i, total, height, bits, spans, errors):
+    """String i, joined[starts[i]:starts[i + 1] - 1], of an RLE of ``total`` pixels in columns
+    of ``height``: decoded with every check of :func:`_string_counts` and
+    :func:`_decode_strings`, its foreground runs drawn into ``bits`` (one row of words,
+    overwritten) as it goes. Into spans[i] its area, first and last foreground pixel, first and
+    last column and row (-1 but the rows when the mask is empty; with TALL False the columns are
+    -1 and the rows 0 and height - 1, as :func:`_shared` alone reads them), into errors[i] its
+    error code."""
+    bits[:] = 0
+    p, end = starts[i], starts[i + 1] - 1
     area, first, last = np.int64(0), np.int64(-1), np.int64(-1)
-    rows = height > 64 * GAP_WORDS
     y0, y1 = np.int64(0), np.int64(height - 1)
-    if rows:
+    if TALL:  # noqa: F821
         y0, y1 = np.int64(height), np.int64(-1)
     s, index = np.int64(0), np.int64(0)  # pixels so far, within [0, total]; runs so far
     c1, c2 = np.int64(0), np.int64(0)  # the previous two runs
     col, start = np.int64(0), np.int64(0)  # a column at or before s, and its first pixel
+    err = OK
     while p < end:
-        # One count, as in _decode_strings (written out here: a call per count costs twice the
-        # loop), checking each character as _string_counts does.
+        # One count, as in _decode_strings, checking each character as _string_counts does.
         x = np.int64(0)
         k = 0
         more = True
         while more:
             if p >= end:
-                return area, first, last, y0, y1, TRUNCATED
+                err = TRUNCATED
+                break
             if k >= 12:
-                return area, first, last, y0, y1, OVERFLOW
-            ch = np.int64(buf[p]) - 48
+                err = OVERFLOW
+                break
+            ch = np.int64(joined[p]) - 48
             if ch < 0 or ch > 63:
-                return area, first, last, y0, y1, BAD_CHAR
+                err = BAD_CHAR
+                break
             x |= (ch & 0x1F) << (5 * k)
             more = (ch & 0x20) != 0
             p += 1
             k += 1
             if not more and (ch & 0x10) != 0:
                 x |= np.int64(-1) << (5 * k)
+        if err != OK:
+            break
         if index > 2:
             x += c2  # |x| < 2**60 and 0 <= c2 <= total: no wrap
-        err = _check_run(x, s, total)
-        if err != OK:
-            return area, first, last, y0, y1, err
+        if x < 0:  # the run checks of _decode_strings
+            err = NEGATIVE
+            break
+        if x > total - s:
+            err = PAST_TOTAL
+            break
         if index % 2 == 1 and x > 0:  # s + x <= total: then height > 0
-            _set_bits(bits, s, s + x)
+            # bits s .. s + x - 1 set
+            q0, q1 = s >> 6, (s + x - 1) >> 6
+            head = _ALL << np.uint64(s & 63)
+            tail = _ALL >> np.uint64(63 - ((s + x - 1) & 63))
+            if q0 == q1:
+                bits[q0] |= head & tail
+            else:
+                bits[q0] |= head
+                for q in range(q0 + 1, q1):
+                    bits[q] = _ALL
+                bits[q1] |= tail
             area += x
             if first < 0:
                 first = s
             last = s + x - 1
-            if rows:
+            if TALL:  # noqa: F821
                 xa, start = _column(s, col, start, height)
                 ya = s - start
                 col, start = _column(last, xa, start, height)
                 yb = last - start
                 if col > xa:  # over two columns or more: rows 0 and height - 1 both covered
                     ya, yb = np.int64(0), np.int64(height - 1)
-                y0, y1 = min(y0, ya), max(y1, yb)
+                y0, y1 = (ya if ya < y0 else y0), (yb if yb > y1 else y1)
         s += x
         c2, c1 = c1, x
         index += 1
-    return area, first, last, y0, y1, (OK if s == total else WRONG_TOTAL)
+    if err == OK and s != total:
+        err = WRONG_TOTAL
+    x0, x1 = np.int64(-1), np.int64(-1)
+    if TALL and first >= 0:  # noqa: F821
+        x0, x1 = first // height, last // height
+    span = spans[i]
+    span[0], span[1], span[2], span[3], span[4], span[5], span[6] = area, first, last, x0, x1, \
+        y0, y1
+    errors[i] = err
 
 
 @kernel()
@@ -727,31 +745,16 @@ def _split_joined(joined, starts):
 
 
 @kernel()
-def _draw(joined, starts, i, total, height, bits, spans, errors):
-    """String i into ``bits`` (one row, overwritten); into spans[i] its area, first and last
-    foreground pixel, first and last column and row (the columns only in images taller than
-    64 GAP_WORDS rows; -1 but the rows when empty)."""
-    bits[:] = 0
-    area, first, last, y0, y1, err = _draw_string(joined, starts[i], starts[i + 1] - 1, total,
-                                                  height, bits)
-    x0, x1 = np.int64(-1), np.int64(-1)
-    if first >= 0 and height > 64 * GAP_WORDS:  # the columns serve only _shared
-        x0, x1 = first // height, last // height
-    span = spans[i]
-    span[0], span[1], span[2], span[3], span[4], span[5], span[6] = area, first, last, x0, x1, \
-        y0, y1
-    errors[i] = err
-
-
-@kernel()
 def _shared(a, b, p, q, height):
     """Pixels set in both column-major bit rows a and b of spans p and q (see :func:`_draw`) in
     a tall image, each word counted once: the words from the first pixel both may share to the
     last, as one stretch, unless the rows both boxes span leave more than GAP_WORDS words
     between consecutive columns; then one stretch per column (or run of close columns)."""
-    x0, x1 = max(p[3], q[3]), min(p[4], q[4])
-    y0, y1 = max(p[5], q[5]), min(p[6], q[6])
-    lo, hi = max(p[1], q[1], x0 * height + y0), min(p[2], q[2], x1 * height + y1)
+    x0, x1 = (p[3] if p[3] > q[3] else q[3]), (p[4] if p[4] < q[4] else q[4])
+    y0, y1 = (p[5] if p[5] > q[5] else q[5]), (p[6] if p[6] < q[6] else q[6])
+    lo, hi = (p[1] if p[1] > q[1] else q[1]), (p[2] if p[2] < q[2] else q[2])
+    first, last = x0 * height + y0, x1 * height + y1
+    lo, hi = (lo if lo > first else first), (hi if hi < last else last)
     if x0 > x1 or y0 > y1 or lo > hi:
         return np.int64(0)
     if height - (y1 - y0 + 1) <= 64 * GAP_WORDS:  # no gap worth skipping
@@ -768,41 +771,41 @@ def _shared(a, b, p, q, height):
     return s + _count(a[lo : hi + 1], b[lo : hi + 1])
 
 
-def _iou_bits(joined, n, total, height, crowd, zd, spans, marks, bits, out):
+def _iou_bits_template(joined, n, total, height, crowd, zd, spans, marks, bits, out):
     """``joined``: the compressed strings of n detections then M ground truths, separated by
     single spaces (a character no valid string holds), every RLE of ``total`` pixels in columns
-    of ``height``. The ground truths are drawn into bits[:M] (M, W) uint64; the detections are
-    split into B = len(bits) - M blocks, block b drawn one detection at a time into bits[M + b]
-    and counted against every ground truth while its words are in cache: over the words from
-    the first pixel both masks may share to the last (in tall images, see :func:`_shared`, only
-    the rows both boxes span in each column). Areas and boxes go to ``spans`` (n + M, 7) int64,
-    the error code of each string to marks[0] and where each starts to marks[1]
-    (2, n + M + 1). Returns False where a string is malformed or the spaces are not n + M - 1
-    (``out`` is then not complete), True with ``out`` (n, M) filled."""
+    of ``height`` (taller than 64 GAP_WORDS rows exactly when TALL). The ground truths are drawn
+    into bits[:M] (M, W) uint64; the detections are split into B = len(bits) - M blocks, block b
+    drawn one detection at a time into bits[M + b] and counted against every ground truth while
+    its words are in cache: over the words from the first pixel both masks may share to the last
+    (with TALL, see :func:`_shared`, only the rows both boxes span in each column). Areas and
+    boxes go to ``spans`` (n + M, 7) int64, the error code of each string to marks[0] and where
+    each starts to marks[1] (2, n + M + 1). Returns False where a string is malformed or the
+    spaces are not n + M - 1 (``out`` is then not complete), True with ``out`` (n, M) filled."""
     errors, starts = marks[0], marks[1]
     if not _split_joined(joined, starts):
         return False
     m = out.shape[1]
     blocks = bits.shape[0] - m
     for g in numba.prange(m):
-        _draw(joined, starts, n + g, total, height, bits[g], spans, errors)
+        draw(joined, starts, n + g, total, height, bits[g], spans, errors)  # noqa: F821
     for g in range(m):
         if errors[n + g] != OK:
             return False
-    tall = height > 64 * GAP_WORDS
     for b in numba.prange(blocks):
         row = bits[m + b]
         for d in range(b * n // blocks, (b + 1) * n // blocks):
-            _draw(joined, starts, d, total, height, row, spans, errors)
+            draw(joined, starts, d, total, height, row, spans, errors)  # noqa: F821
             if errors[d] != OK:
                 continue
             p = spans[d]
             for g in range(m):  # written out here: a call per pair costs as much as its count
                 q = spans[n + g]
-                lo, hi = max(p[1], q[1]), min(p[2], q[2])
+                lo = p[1] if p[1] > q[1] else q[1]
+                hi = p[2] if p[2] < q[2] else q[2]
                 inter = np.int64(0)
                 if p[1] >= 0 and q[1] >= 0 and lo <= hi:
-                    if tall:
+                    if TALL:  # noqa: F821
                         inter = _shared(row, bits[g], p, q, height)
                     else:
                         inter = _count(row[lo >> 6 : (hi >> 6) + 1],
@@ -815,7 +818,15 @@ def _iou_bits(joined, n, total, height, crowd, zd, spans, marks, bits, out):
     return True
 
 
-_IOU_BITS = serial_and_parallel(_iou_bits)
+# By TALL: _draw and _iou_bits (serial, parallel) for images of at most 64 GAP_WORDS rows,
+# _draw_tall and _iou_bits_tall for taller ones.
+_DRAW = {tall: kernel()(variant(_draw_template, "_draw_tall" if tall else "_draw", TALL=tall))
+         for tall in (False, True)}
+_IOU_BITS = {
+    tall: serial_and_parallel(variant(_iou_bits_template, "_iou_bits_tall" if tall else "_iou_bits",
+                                      TALL=tall, draw=_DRAW[tall]))
+    for tall in (False, True)
+}
 
 
 def iou_strings(joined: bytes, n: int, m: int, height: int, width: int, crowd: np.ndarray,
@@ -842,8 +853,9 @@ def iou_strings(joined: bytes, n: int, m: int, height: int, width: int, crowd: n
     # Kept buffers (no page faults) where they serve; below that, np.empty costs less to ask.
     large = (m + blocks) * words * 8 >= _Buffers.MIN_BYTES
     bits = _empty(rows, np.uint64) if large else np.empty(rows, dtype=np.uint64)
-    ok = _IOU_BITS[parallel](np.frombuffer(joined, dtype=np.uint8), n, total, height, crowd,
-                             zero_division, spans, marks, bits, out)
+    kernels = _IOU_BITS[height > 64 * GAP_WORDS]
+    ok = kernels[parallel](np.frombuffer(joined, dtype=np.uint8), n, total, height, crowd,
+                           zero_division, spans, marks, bits, out)
     return out if ok else None
 
 
