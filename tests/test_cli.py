@@ -270,7 +270,7 @@ def test_eval_semantic_on_a_dask_cluster_equals_one_process(capsys, label_dirs) 
             "6", "--ignore-index", "9")
     local = run_json(capsys, *args)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster:
+                      dashboard_address=":0") as cluster:
         remote = run_json(capsys, *args, "--scheduler", cluster.scheduler_address)
         # a bad file read by a worker: the same one-line error
         (pred_dir / "1.png").write_bytes(b"not a png")

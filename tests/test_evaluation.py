@@ -854,7 +854,7 @@ def test_dask_local_cluster_gives_the_single_process_report():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                      host="127.0.0.1", dashboard_address=None,
+                                      host="127.0.0.1", dashboard_address=":0",
                                       worker_dashboard_address=None,
                                       silence_logs=logging.ERROR) as cluster, \
                 distributed.Client(cluster) as client:

@@ -719,7 +719,7 @@ def test_dask_local_cluster():
     single = fastiou.MeanIoU(19, ignore_index=255)
     single.update(pred, target)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None,
+                                  host="127.0.0.1", dashboard_address=":0",
                                   worker_dashboard_address=None,
                                   silence_logs=logging.ERROR) as cluster, \
             distributed.Client(cluster) as client:
