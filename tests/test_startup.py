@@ -103,12 +103,10 @@ def test_first_calls_with_an_empty_then_a_filled_cache(tmp_path):
     assert any(Path(cache).rglob("*.nbi"))  # the cache is where NUMBA_CACHE_DIR says
 
 
-# The first calls of a new interpreter with an empty cache, and what each compiled: per
-# dispatcher, its overloads (Numba's own included).
-WHAT_COMPILES = """
-    import gc, json, math
-    import numpy as np
-    import fastiou
+# What the process has compiled so far: per dispatcher name (Numba's own included), the
+# number of overloads of each dispatcher of that name. Prepended to the scripts below.
+COMPILED = """
+    import gc
     from numba.core.registry import CPUDispatcher
 
     def compiled():
@@ -118,6 +116,13 @@ WHAT_COMPILES = """
                 name = d.py_func.__name__
                 out.setdefault(name, []).append(len(d.overloads))
         return out
+"""
+
+# The first calls of a new interpreter with an empty cache, and what each compiled.
+WHAT_COMPILES = COMPILED + """
+    import json, math
+    import numpy as np
+    import fastiou
 
     rng = np.random.default_rng(1)
     xy = rng.uniform(0, 50, (2, 30, 2))
@@ -344,19 +349,13 @@ def test_label_tables_are_shared_and_not_written():
 
 # The first mask and RLE calls of a new interpreter with an empty cache: what each call compiled
 # that the calls before it had not (per dispatcher name, its overloads), and its result.
-MASK_RLE_COMPILES = """
-    import gc, json
+MASK_RLE_COMPILES = COMPILED + """
+    import json
     import numpy as np
     import fastiou
-    from numba.core.registry import CPUDispatcher
 
-    def compiled():
-        out = {}
-        for d in gc.get_objects():
-            if isinstance(d, CPUDispatcher) and d.overloads:
-                name = d.py_func.__name__
-                out[name] = out.get(name, 0) + len(d.overloads)
-        return out
+    def overloads():
+        return {name: sum(counts) for name, counts in compiled().items()}
 
     def iou_reference(a, b):  # dense float64 IoU, union 0 -> 0
         x = a.reshape(len(a), -1).astype(np.float64)
@@ -377,11 +376,11 @@ MASK_RLE_COMPILES = """
     b[1] = False
     tall_a, tall_b = rng.random((2, 3, 600, 9)) < 0.4
     expected, tall_expected = iou_reference(a, b), iou_reference(tall_a, tall_b)
-    steps, errors, seen = [], {}, compiled()
+    steps, errors, seen = [], {}, overloads()
 
     def step(name, got, want):
         global seen
-        now = compiled()
+        now = overloads()
         steps.append([name, {k: v - seen.get(k, 0) for k, v in now.items()
                              if v != seen.get(k, 0)}])
         errors[name] = float(np.abs(np.asarray(got, np.float64) - want).max())
