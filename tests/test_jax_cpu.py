@@ -1,6 +1,6 @@
 """The JAX engine's two formulations of each hot path agree with the float64 reference.
 
-On CPU the JAX engine computes pairwise boxes a block of rows at a time ("rows"), counts labels
+On CPU the JAX engine computes pairwise boxes from columns stored contiguously ("columns"), counts labels
 chunk by chunk ("chunks") and counts mask intersections with shifts and adds ("swar"); on GPU/TPU
 it uses one flat broadcast ("flat"), one ``jnp.bincount`` ("bincount") and
 ``lax.population_count`` ("popcount"). Segmented boxes run one dense row per box of set 1 on CPU
@@ -36,42 +36,48 @@ BOX_FUNCS = {
 }
 
 
-@pytest.fixture(params=("rows", "flat"))
+@pytest.fixture(params=("columns", "flat"))
 def box_formulation(request, monkeypatch):
     monkeypatch.setattr(jax_boxes, "FORMULATION", request.param)
     return request.param
 
 
-def test_row_block_divides_and_falls_back():
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(jax_boxes, "FORMULATION", "rows")
-        for n, m in [(4000, 4000), (1000, 1000), (12, 600), (250_000, 500), (59, 600)]:
-            rows = jax_boxes._row_block(n, m, (), False)
-            assert rows > 0 and n % rows == 0 and rows * m <= max(m, jax_boxes._ROW_BLOCK)
-        assert jax_boxes._row_block(100_003, 5, (), False) == 0  # prime N, M tiny: one flat loop
-        assert jax_boxes._row_block(100, 100, (3,), False) == 0  # batched: flat
-        assert jax_boxes._row_block(100, 100, (), True) == 0  # aligned: flat
-        mp.setattr(jax_boxes, "FORMULATION", "flat")
-        assert jax_boxes._row_block(4000, 4000, (), False) == 0
+def test_columns_layout_chosen_for_pairwise_only(monkeypatch):
+    monkeypatch.setattr(jax_boxes, "FORMULATION", None)
+    assert jax_boxes._columns_layout(False) == (jax.default_backend() == "cpu")
+    assert not jax_boxes._columns_layout(True)  # aligned: no (N, M) loop
+    monkeypatch.setattr(jax_boxes, "FORMULATION", "flat")
+    assert not jax_boxes._columns_layout(False)
+    monkeypatch.setattr(jax_boxes, "FORMULATION", "columns")
+    assert jax_boxes._columns_layout(False)
 
 
 @pytest.mark.parametrize("op", list(BOX_FUNCS))
-@pytest.mark.parametrize("n, m", [(12, 600), (59, 600), (7, 3)])  # rows of 12, 1; flat
-def test_box_formulations_match_reference(box_formulation, op, n, m):
-    rows = jax_boxes._row_block(n, m, (), False)
-    assert rows == {"rows": 12 if n == 12 else 1 if n == 59 else 0, "flat": 0}[box_formulation]
+@pytest.mark.parametrize("n, m", [(12, 600), (59, 600), (7, 3), (1, 1)])
+@pytest.mark.parametrize("batch", [(), (3,)])
+def test_box_formulations_match_reference(box_formulation, op, n, m, batch):
     rng = np.random.default_rng(n * 1000 + m)
-    b1, b2 = box_sets(rng, (n,), (m,), dtype="float32")
+    b1, b2 = box_sets(rng, batch + (n,), batch + (m,), dtype="float32")
     fn = BOX_FUNCS[op]
     got = fn(jnp.asarray(b1), jnp.asarray(b2), zero_division=0.5)
-    assert isinstance(got, jax.Array) and got.shape == (n, m) and got.dtype == jnp.float32
+    assert isinstance(got, jax.Array) and got.shape == batch + (n, m)
+    assert got.dtype == jnp.float32
     want = ref.pairwise(op, b1.astype(np.float64), b2.astype(np.float64), zero_division=0.5)
     np.testing.assert_allclose(np.asarray(got), want, rtol=2e-5, atol=2e-6)
 
 
+@pytest.mark.parametrize("n, m", [(12, 600), (5, 3)])
+def test_box_columns_3d(box_formulation, n, m):
+    rng = np.random.default_rng(5)
+    b1, b2 = box_sets(rng, (n,), (m,), dims=3, dtype="float32")
+    got = np.asarray(fastiou.box_iou(jnp.asarray(b1), jnp.asarray(b2)))
+    want = ref.pairwise("iou", b1.astype(np.float64), b2.astype(np.float64))
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
+
+
 @pytest.mark.parametrize("op", ["iou", "giou", "diou"])
 def test_box_formulations_with_extreme_and_nan_boxes(box_formulation, op):
-    """Extreme boxes take the scaled branch inside the row loop; NaN gives NaN for its pairs."""
+    """Extreme boxes take the scaled branch; NaN gives NaN for its pairs."""
     rng = np.random.default_rng(7)
     b1, b2 = box_sets(rng, (24,), (700,), dtype="float32")
     b1[3] = [0, 0, 1e30, 1e30]  # past 2**61: the scaled formula
@@ -83,14 +89,14 @@ def test_box_formulations_with_extreme_and_nan_boxes(box_formulation, op):
     np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
 
 
-def test_box_rows_under_jit_vmap_and_grad(box_formulation):
+def test_box_formulations_under_jit_vmap_and_grad(box_formulation):
     rng = np.random.default_rng(11)
 
     def boxes(k: int) -> np.ndarray:  # continuous coordinates: no coincident edges (kinks)
         lo = rng.uniform(0, 100, (2, k, 2))
         return np.concatenate([lo, lo + rng.uniform(1, 40, (2, k, 2))], -1).astype(np.float32)
 
-    b1, b2 = boxes(16), boxes(40)  # rows: one block of 16 x 40
+    b1, b2 = boxes(16), boxes(40)
     a, b = jnp.asarray(b1), jnp.asarray(b2)
     eager = np.asarray(fastiou.generalized_box_iou(a, b))
     mapped = jax.vmap(jax.jit(lambda x, y: fastiou.generalized_box_iou(x, y)))(a, b)

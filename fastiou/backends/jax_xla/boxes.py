@@ -141,73 +141,63 @@ def _scaled(a: Any, b: Any, op: str, zd: Any) -> Any:
     return diou - alpha * v + poison
 
 
-def _value(a: Any, b: Any, op: str, zd: Any, limits: tuple[float, float], rows: int = 0,
-           scaled: bool = False) -> Any:
-    """``op`` of corner boxes ``a`` and ``b``: the plain formula, except for the pairs with an
-    extreme box, computed by :func:`_scaled`. The usual case (no extreme box anywhere, found by
-    one fused ``any`` per set; no per-box flags are stored) runs the plain formula alone.
-    Otherwise the plain formula sees a unit box in place of each extreme box, so its gradients
-    stay finite.
+def _contiguous_terms(c: Any, axis: int) -> tuple[Any, ...]:
+    """:func:`_terms` of corner boxes ``c (..., K, 2d)`` from columns stored one after another,
+    each expanded at ``axis`` (-1: ``(..., K, 1)``, set 1; -2: ``(..., 1, K)``, set 2).
 
-    ``rows > 0`` (pairwise only: ``a (N, 1, 2d)``, ``b (M, 2d)``, ``N % rows == 0``) computes the
-    ``(N, M)`` output ``rows`` rows at a time under ``lax.map`` (see :func:`_row_block`); the
-    per-box terms (columns, extents, areas) are made once, outside the loop, so each step reads
-    them from contiguous arrays instead of recomputing them for every pair.
+    The columns ``c[..., i]`` are strided slices of the boxes; XLA fuses them into the loop over
+    the ``(N, M)`` output, where reading set 2 with a stride of 2d keeps that loop from
+    vectorizing. Stacked behind an optimization barrier they are materialized (2d rows of K
+    values, a few KB) and the output loop reads them contiguously: on CPU about 2.5x faster at
+    1000 x 1000 (2 cores: 0.46 ms against 1.06 ms by rows, Numba 0.24 ms)."""
+    d = c.shape[-1] // 2
+    cols = lax.optimization_barrier(jnp.stack([c[..., i] for i in range(2 * d)]))
+    lo = [jnp.expand_dims(cols[i], axis) for i in range(d)]
+    hi = [jnp.expand_dims(cols[d + i], axis) for i in range(d)]
+    w = [_extent(l, h) for l, h in zip(lo, hi)]
+    return lo, hi, w, _prod(w)
+
+
+def _value(a: Any, b: Any, op: str, zd: Any, limits: tuple[float, float],
+           columns: bool = False, scaled: bool = False) -> Any:
+    """``op`` of corner boxes ``a`` and ``b`` (broadcast against each other): the plain
+    formula, except for the pairs with an extreme box, computed by :func:`_scaled`. The usual
+    case (no extreme box anywhere, found by one fused ``any`` per set; no per-box flags are
+    stored) runs the plain formula alone. Otherwise the plain formula sees a unit box in place
+    of each extreme box, so its gradients stay finite.
+
+    ``columns`` (pairwise only: ``a (..., N, 1, 2d)``, ``b (..., 1, M, 2d)``): the plain formula
+    reads the boxes' columns from :func:`_contiguous_terms`.
 
     ``scaled``: every pair by :func:`_scaled`, without the check (see ``ALIGNED``)."""
     if scaled:
         return _scaled(a, b, op, zd)
-    n = a.shape[0]
-
-    def run(fn: Any, xs: Any) -> Any:
-        if not rows:
-            return fn(xs)
-        blocks = jax.tree_util.tree_map(
-            lambda x: x.reshape((n // rows, rows) + x.shape[1:]), xs)
-        return lax.map(fn, blocks).reshape(n, b.shape[0])
 
     def plain() -> Any:
-        if not rows:
+        if not columns:
             return _formula(a, b, op, zd)
-        terms2 = _terms(b)
-        return run(lambda t: _formula(t, terms2, op, zd), _terms(a))
+        return _formula(_contiguous_terms(a[..., 0, :], -1),
+                        _contiguous_terms(b[..., 0, :, :], -2), op, zd)
 
     def mixed() -> Any:
         xa, xb = _extreme(a, *limits), _extreme(b, *limits)
         half = a.shape[-1] // 2
         unit = jnp.asarray([0] * half + [1] * half, a.dtype)
         a0, b0 = jnp.where(xa[..., None], unit, a), jnp.where(xb[..., None], unit, b)
-
-        def one(args: tuple[Any, Any, Any]) -> Any:
-            x, x0, ext = args
-            return jnp.where(ext | xb, _scaled(x, b, op, zd), _formula(x0, b0, op, zd))
-
-        return run(one, (a, a0, xa))
+        return jnp.where(xa | xb, _scaled(a, b, op, zd), _formula(a0, b0, op, zd))
 
     return lax.cond(jnp.any(_extreme(a, *limits)) | jnp.any(_extreme(b, *limits)), mixed, plain)
 
 
 # Formulation of the pairwise (N, M) case: None chooses by ``jax.default_backend()`` when the
-# call is traced ("rows" on CPU, "flat" elsewhere); tests set "rows" or "flat" to run either.
+# call is traced ("columns" on CPU, "flat" elsewhere); tests set either one. "flat": one
+# broadcast over the boxes as they are; "columns": see :func:`_contiguous_terms`.
 FORMULATION: str | None = None
-_ROW_BLOCK = 32768  # output elements per lax.map step on CPU (an L2-sized tile)
 
 
-def _row_block(n: int, m: int, batch: tuple[int, ...], aligned: bool) -> int:
-    """Rows of the output per ``lax.map`` step, or 0 for one flat ``(..., N, M)`` loop.
-
-    XLA:CPU runs a broadcast ``(N, 1) x (1, M)`` elementwise fusion as one loop split across
-    threads, about twice as slow per element as the same formula over a tile of whole rows
-    that stays in cache (measured: 1000 x 1000, 1.8 ms flat, 0.95 ms by rows, 0.65 ms Numba).
-    The block divides N, so no padded rows are computed and no output is copied; it is the
-    largest divisor of N with at most ``_ROW_BLOCK`` elements (at least one row), and the flat
-    loop is kept where that block would be tiny (N prime and M small)."""
-    mode = FORMULATION or ("rows" if jax.default_backend() == "cpu" else "flat")
-    if mode != "rows" or aligned or batch or n < 2 or m == 0:
-        return 0
-    limit = max(1, _ROW_BLOCK // m)
-    rows = max(t for t in range(1, min(n, limit) + 1) if n % t == 0)
-    return rows if rows * m >= 512 else 0  # tiny steps: the loop overhead would dominate
+def _columns_layout(aligned: bool) -> bool:
+    mode = FORMULATION or ("columns" if jax.default_backend() == "cpu" else "flat")
+    return mode == "columns" and not aligned
 
 
 # Formulation of the aligned (N,) case: None chooses by ``jax.default_backend()`` when the call
@@ -225,18 +215,18 @@ def _aligned_scaled(aligned: bool) -> bool:
 
 
 @functools.partial(
-    jax.jit, static_argnames=("op", "fmt", "aligned", "batch", "compute", "out", "rows", "scaled")
+    jax.jit,
+    static_argnames=("op", "fmt", "aligned", "batch", "compute", "out", "columns", "scaled"),
 )
-def _box_pair(b1, b2, zd, *, op, fmt, aligned, batch, compute, out, rows=0, scaled=False):
+def _box_pair(b1, b2, zd, *, op, fmt, aligned, batch, compute, out, columns=False, scaled=False):
     a = _formats.to_corners(jnp, b1.astype(compute), fmt)
     b = _formats.to_corners(jnp, b2.astype(compute), fmt)
     a = jnp.broadcast_to(a, batch + a.shape[-2:])
     b = jnp.broadcast_to(b, batch + b.shape[-2:])
     if not aligned:
-        a = a[..., :, None, :]
-        b = b if rows else b[..., None, :, :]
+        a, b = a[..., :, None, :], b[..., None, :, :]
     limits = _formats.scale_limits(compute, a.shape[-1] // 2)
-    return _value(a, b, op, jnp.asarray(zd, compute), limits, rows, scaled).astype(out)
+    return _value(a, b, op, jnp.asarray(zd, compute), limits, columns, scaled).astype(out)
 
 
 def box_pair(b1: Any, b2: Any, *, op: str, spec: BoxPair, zero_division: float, out: Any = None) -> Any:
@@ -244,5 +234,5 @@ def box_pair(b1: Any, b2: Any, *, op: str, spec: BoxPair, zero_division: float, 
     return _box_pair(
         b1, b2, zero_division, op=op, fmt=spec.fmt, aligned=aligned, batch=spec.batch,
         compute=spec.compute.name, out=spec.out.name,
-        rows=_row_block(spec.n, spec.m, spec.batch, aligned), scaled=_aligned_scaled(aligned),
+        columns=_columns_layout(aligned), scaled=_aligned_scaled(aligned),
     )

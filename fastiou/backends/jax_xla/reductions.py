@@ -75,9 +75,8 @@ def _values(kind: str, a: Any, b: Any, zd: Any, out: str, tile_n: int, tile_m: i
     """IoU of every item of the tile ``a`` with every item of ``b`` -> (T, M) in ``out``: the
     box and mask engines' own jitted functions (inlined here)."""
     if kind == "box":
-        rows = _boxes._row_block(a.shape[0], b.shape[0], (), False)
         return _boxes._box_pair(a, b, zd, op="iou", fmt=fmt, aligned=False, batch=(),
-                                compute=compute, out=out, rows=rows)
+                                compute=compute, out=out, columns=_boxes._columns_layout(False))
     (w1, a1), (w2, a2) = a, b
     group = _masks._group(w1.shape[-2] * w1.shape[-1], tile_m, w2.shape[0])
     return _masks._pair(w1, a1, w2, a2, zd, op="iou", batch=(), aligned=False, tile_n=tile_n,
