@@ -36,8 +36,9 @@ whatever the engine of the rest of the program; dense masks on a GPU are better 
 from __future__ import annotations
 
 import numbers
+import struct
 from dataclasses import dataclass
-from itertools import chain
+from itertools import accumulate, chain
 from typing import Any, Sequence
 
 import numpy as np
@@ -486,6 +487,18 @@ def _iou_operand(func: str, name: str, value: Any) -> _Runs:
     return _parse(func, name, items)
 
 
+def _encoded(value: Any) -> Any:
+    """Dense masks, a NumPy array (N, H, W), as the list of their RLE dicts (compressed strings,
+    which the fast path takes); anything else, or masks that :func:`encode` refuses, as it is
+    (the general path then explains, after what it checks first)."""
+    if isinstance(value, np.ndarray) and value.ndim == 3:
+        try:
+            return encode(value)
+        except (ValueError, TypeError):
+            pass
+    return value
+
+
 def _crowd(func: str, iscrowd: Any, m: int) -> np.ndarray:
     """``iscrowd`` checked: one bool (or integer) per ground truth -> (m,) bool."""
     if iscrowd is None:
@@ -498,18 +511,20 @@ def _crowd(func: str, iscrowd: Any, m: int) -> np.ndarray:
     return crowd.astype(np.bool_)
 
 
-def _strings_iou(func: str, dt: list[Any], gt: list[Any], iscrowd: Any,
-                 zero_division: float) -> np.ndarray | None:
-    """The common call, two non-empty lists of RLE dicts whose counts are all bytes or all str
-    and whose sizes are all the same list of two Python ints, in one compiled call; None for
-    anything else (uncompressed counts, sizes that differ or are not plain ints, ground truths
-    too large for the bits, a malformed string, a bad ``iscrowd``): the general path then checks
+def _fast_iou(func: str, dt: list[Any], gt: list[Any], iscrowd: Any,
+              zero_division: float) -> np.ndarray | None:
+    """The common calls, two non-empty lists of RLE dicts whose sizes are all the same list of
+    two Python ints, in one compiled call or a few: compressed counts (all bytes or all str) are
+    drawn into bits straight from the strings; uncompressed counts (lists or tuples of Python
+    ints), alone or mixed with strings, are read in bulk first (:func:`_bulk_runs`). None for
+    anything else (sizes that differ or are not plain ints, counts of another type, a malformed
+    RLE, a bad ``iscrowd``, ground truths too large for the bits): the general path then checks
     it all and explains."""
     if not dt or not gt:
         return None
     items = dt + gt
     try:
-        strings = [r["counts"] for r in items]
+        counts = [r["counts"] for r in items]
         sizes = [r["size"] for r in items]
         first = sizes[0]
         if (type(first) is not list or len(first) != 2 or sizes.count(first) != len(sizes)
@@ -518,17 +533,69 @@ def _strings_iou(func: str, dt: list[Any], gt: list[Any], iscrowd: Any,
     except (TypeError, KeyError, IndexError, ValueError):
         return None
     h, w = first
-    kinds = set(map(type, strings))
-    if not _fits(h, w) or (kinds != {bytes} and kinds != {str}):
+    kinds = set(map(type, counts))
+    if not _fits(h, w) or not kinds <= {bytes, str, list, tuple}:
         return None
-    # Joined by a space, a character no valid string holds: the kernel splits them again and
-    # refuses a string that holds one. A non-ASCII str gives bytes the decoder refuses.
-    joined = b" ".join(strings) if kinds == {bytes} else " ".join(strings).encode()
     try:
         crowd = _crowd(func, iscrowd, len(gt))
     except ValueError:  # raised by the general path, after what it checks first
         return None
-    return _engine().iou_strings(joined, len(dt), len(gt), h, w, crowd, zero_division)
+    engine = _engine()
+    if kinds == {bytes} or kinds == {str}:
+        # Joined by a space, a character no valid string holds: the kernel splits them again
+        # and refuses a string that holds one. A non-ASCII str gives bytes the decoder refuses.
+        joined = b" ".join(counts) if kinds == {bytes} else " ".join(counts).encode()
+        return engine.iou_strings(joined, len(dt), len(gt), h, w, crowd, zero_division)
+    runs = _bulk_runs(counts, h * w)
+    if runs is None:
+        return None
+    return engine.iou_runs(*runs, len(dt), h, w, crowd, zero_division)
+
+
+def _bulk_runs(counts: list[Any], total: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(runs, offsets) of K counts, each a list or tuple of run lengths or a compressed string
+    (bytes or ASCII str): RLE i's runs at runs[offsets[i]:offsets[i + 1]], int64. The lists are
+    packed into one int64 array at once (``struct`` takes Python and NumPy integers and refuses
+    floats, strings and values outside int64, where ``np.array(..., dtype=np.int64)`` would
+    truncate 1.5 to 1), the strings decoded by one compiled call. None where a list holds
+    anything else, starts with a bool (a list of bools alone is refused by the general path), or
+    a string is malformed: the general path then reads each RLE and names the bad one. The runs
+    themselves (negative, past h * w, a wrong total) are checked where they are drawn."""
+    lists = [c for c in counts if type(c) is list or type(c) is tuple]
+    if any(type(c[0]) is bool for c in lists if c):  # NumPy bools: refused by struct
+        return None
+    values = list(chain.from_iterable(lists))  # then unpacked: faster than from the iterator
+    flat = np.empty(len(values), dtype=np.int64)
+    try:
+        struct.pack_into(f"{flat.size}q", flat, 0, *values)
+    except (struct.error, TypeError, ValueError, OverflowError):
+        return None
+    k = len(counts)
+    offsets = np.zeros(k + 1, dtype=np.int64)
+    if len(lists) == k:
+        offsets[1:] = np.fromiter(accumulate(map(len, counts)), dtype=np.int64, count=k)
+        return flat, offsets
+    # A mix: the strings decoded to runs by one compiled call, then every RLE's runs in order.
+    try:
+        strings = [c if type(c) is bytes else c.encode("ascii") for c in counts
+                   if type(c) is bytes or type(c) is str]
+    except UnicodeEncodeError:
+        return None
+    decoded, bounds, errors = _engine().decode_strings(
+        strings, np.full(len(strings), total, dtype=np.int64))
+    if np.count_nonzero(errors):
+        return None
+    bounds = bounds.tolist()
+    pieces, at, j = [], 0, 0
+    for c in counts:
+        if type(c) is list or type(c) is tuple:
+            pieces.append(flat[at : at + len(c)])
+            at += len(c)
+        else:
+            pieces.append(decoded[bounds[j] : bounds[j + 1]])
+            j += 1
+    offsets[1:] = np.fromiter(accumulate(map(len, pieces)), dtype=np.int64, count=k)
+    return np.concatenate(pieces), offsets
 
 
 def iou(dt: Any, gt: Any, iscrowd: Sequence[Any] | None = None, *,
@@ -540,8 +607,12 @@ def iou(dt: Any, gt: Any, iscrowd: Sequence[Any] | None = None, *,
     counted by popcount over the words from the first pixel both masks may share to the last
     (in images taller than 512 rows, only the rows both bounding boxes span in each column).
     The bits of the ground truths are held at once, up to 32 MiB; those of the detections one
-    at a time per thread. Other calls (uncompressed counts, dense masks, larger ground-truth
-    sets) walk the runs of each pair.
+    at a time per thread. Lists of uncompressed counts (lists or tuples of ints), alone or
+    mixed with strings, are read in bulk (one array for every list, one compiled call for the
+    strings) and counted the same way, with every run check; dense masks are encoded first,
+    and larger ground-truth sets are taken in chunks of 32 MiB of bits. Where drawing the
+    masks' bits would cost more than walking the runs of every pair (small masks in a large
+    image), or one mask alone takes more than 32 MiB of bits, the runs of each pair are walked.
 
     Parameters
     ----------
@@ -558,8 +629,9 @@ def iou(dt: Any, gt: Any, iscrowd: Sequence[Any] | None = None, *,
     ndarray (len(dt), len(gt)) float64, as ``pycocotools.mask.iou``.
     """
     func = "rle.iou"
+    dt, gt = _encoded(dt), _encoded(gt)
     if type(dt) is list and type(gt) is list and type(zero_division) is float:
-        result = _strings_iou(func, dt, gt, iscrowd, zero_division)
+        result = _fast_iou(func, dt, gt, iscrowd, zero_division)
         if result is not None:
             return result
     zd = _validate.zero_division(func, zero_division)
@@ -575,5 +647,12 @@ def iou(dt: Any, gt: Any, iscrowd: Sequence[Any] | None = None, *,
             f"{func}: every RLE must have the same size, got {first} of size {both[0].tolist()} "
             f"and {which} of size {both[i].tolist()}"
         )
-    height = int(both[0, 0]) if both.shape[0] else 0
-    return _engine().iou((d.counts, d.offsets), (g.counts, g.offsets), height, crowd, zd)
+    height, width = (int(v) for v in both[0]) if both.shape[0] else (0, 0)
+    engine = _engine()
+    if len(d) and len(g):  # the bits, as for strings, where a mask's bits fit
+        counts = np.concatenate([d.counts[: d.offsets[-1]], g.counts[: g.offsets[-1]]])
+        offsets = np.concatenate([d.offsets, g.offsets[1:] + d.offsets[-1]])
+        out = engine.iou_runs(counts, offsets, len(d), height, width, crowd, zd)
+        if out is not None:
+            return out
+    return engine.iou((d.counts, d.offsets), (g.counts, g.offsets), height, crowd, zd)

@@ -423,9 +423,7 @@ def test_first_mask_and_rle_calls_compile_only_what_they_use(tmp_path):
         "rle.decode": once(["_decode_all", "_decode_serial", "_decode_strings",
                             "_string_counts"], 1),
         "rle.iou strings": once(["_draw", "_iou_bits_serial", "_split_joined"], 1),  # + _count
-        "rle.iou counts": once(["_areas", "_bboxes", "_check_all", "_first_ending_after",
-                                "_intersection", "_intervals", "_iou_serial", "_operands",
-                                "_overlaps"], 1),
+        "rle.iou counts": once(["_draw_runs", "_iou_bits_runs_serial"], 1),  # the bits, as strings
         "rle.iou strings, tall": once(["_column", "_draw_tall", "_iou_bits_tall_serial",
                                        "_shared"], 1),
     }, got["steps"]

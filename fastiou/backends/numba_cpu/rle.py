@@ -598,7 +598,8 @@ def iou(dt: tuple[np.ndarray, np.ndarray], gt: tuple[np.ndarray, np.ndarray], he
     return out
 
 
-# Compressed strings straight to bits: the path of rle.iou for compressed strings of one size.
+# Compressed strings straight to bits: the path of rle.iou for compressed strings of one size
+# (and, built with RUNS, for run lengths: uncompressed counts, mixes, dense masks encoded first).
 # Each string is decoded, with every check of :func:`_decode_strings`, into column-major bits
 # (bit i of word q is pixel 64 q + i), together with its area, first and last pixel and, in tall
 # images, the rows its pixels span; each pair is then counted by popcount over the words from the
@@ -607,7 +608,8 @@ def iou(dt: tuple[np.ndarray, np.ndarray], gt: tuple[np.ndarray, np.ndarray], he
 # several times the popcount over the same pixels. The bits of the ground truths are held at once,
 # those of the detections one at a time in each block of them, SMALL_WORDS words in all at most
 # (64 MiB); where the ground truths alone would take more than half of that, or the strings hold
-# more than SMALL_CHARS characters, the runs path takes the call.
+# more than SMALL_CHARS characters, the strings are decoded to runs and :func:`iou_runs` takes
+# the call (the ground truths in chunks).
 SMALL_CHARS = 1 << 32
 SMALL_WORDS = 1 << 23
 # Words counted by a pair (an upper bound) from which a call starts worker threads, as for masks.
@@ -639,16 +641,19 @@ def _column(pos, col, start, height):
     return col, col * height
 
 
-def _draw_template(joined, starts, i, total, height, bits, spans, errors):
-    """String i, joined[starts[i]:starts[i + 1] - 1], of an RLE of ``total`` pixels in columns
-    of ``height``: decoded with every check of :func:`_string_counts` and
-    :func:`_decode_strings`, its foreground runs drawn into ``bits`` (one row of words,
-    overwritten) as it goes. Into spans[i] its area, first and last foreground pixel, first and
-    last column and row (-1 but the rows when the mask is empty; with TALL False the columns are
-    -1 and the rows 0 and height - 1, as :func:`_shared` alone reads them), into errors[i] its
-    error code."""
+def _draw_template(source, starts, i, total, height, bits, spans, errors):
+    """RLE i of ``total`` pixels in columns of ``height``: the compressed string
+    source[starts[i]:starts[i + 1] - 1], decoded with every check of :func:`_string_counts` and
+    :func:`_decode_strings`, or with RUNS its run lengths source[starts[i]:starts[i + 1]]
+    (int64, checked as :func:`_check_all` does); its foreground runs drawn into ``bits`` (one
+    row of words, overwritten) as it goes. Into spans[i] its area, first and last foreground
+    pixel, first and last column and row (-1 but the rows when the mask is empty; with TALL
+    False the columns are -1 and the rows 0 and height - 1, as :func:`_shared` alone reads
+    them), into errors[i] its error code."""
     bits[:] = 0
     p, end = starts[i], starts[i + 1] - 1
+    if RUNS:  # noqa: F821
+        end = starts[i + 1]
     area, first, last = np.int64(0), np.int64(-1), np.int64(-1)
     y0, y1 = np.int64(0), np.int64(height - 1)
     if TALL:  # noqa: F821
@@ -658,31 +663,34 @@ def _draw_template(joined, starts, i, total, height, bits, spans, errors):
     col, start = np.int64(0), np.int64(0)  # a column at or before s, and its first pixel
     err = OK
     while p < end:
-        # One count, as in _decode_strings, checking each character as _string_counts does.
         x = np.int64(0)
-        k = 0
-        more = True
-        while more:
-            if p >= end:
-                err = TRUNCATED
-                break
-            if k >= 12:
-                err = OVERFLOW
-                break
-            ch = np.int64(joined[p]) - 48
-            if ch < 0 or ch > 63:
-                err = BAD_CHAR
-                break
-            x |= (ch & 0x1F) << (5 * k)
-            more = (ch & 0x20) != 0
+        if RUNS:  # noqa: F821
+            x = source[p]
             p += 1
-            k += 1
-            if not more and (ch & 0x10) != 0:
-                x |= np.int64(-1) << (5 * k)
-        if err != OK:
-            break
-        if index > 2:
-            x += c2  # |x| < 2**60 and 0 <= c2 <= total: no wrap
+        else:  # one count, as in _decode_strings, checking each character as _string_counts does
+            k = 0
+            more = True
+            while more:
+                if p >= end:
+                    err = TRUNCATED
+                    break
+                if k >= 12:
+                    err = OVERFLOW
+                    break
+                ch = np.int64(source[p]) - 48
+                if ch < 0 or ch > 63:
+                    err = BAD_CHAR
+                    break
+                x |= (ch & 0x1F) << (5 * k)
+                more = (ch & 0x20) != 0
+                p += 1
+                k += 1
+                if not more and (ch & 0x10) != 0:
+                    x |= np.int64(-1) << (5 * k)
+            if err != OK:
+                break
+            if index > 2:
+                x += c2  # |x| < 2**60 and 0 <= c2 <= total: no wrap
         if x < 0:  # the run checks of _decode_strings
             err = NEGATIVE
             break
@@ -771,31 +779,41 @@ def _shared(a, b, p, q, height):
     return s + _count(a[lo : hi + 1], b[lo : hi + 1])
 
 
-def _iou_bits_template(joined, n, total, height, crowd, zd, spans, marks, bits, out):
-    """``joined``: the compressed strings of n detections then M ground truths, separated by
-    single spaces (a character no valid string holds), every RLE of ``total`` pixels in columns
-    of ``height`` (taller than 64 GAP_WORDS rows exactly when TALL). The ground truths are drawn
-    into bits[:M] (M, W) uint64; the detections are split into B = len(bits) - M blocks, block b
-    drawn one detection at a time into bits[M + b] and counted against every ground truth while
-    its words are in cache: over the words from the first pixel both masks may share to the last
-    (with TALL, see :func:`_shared`, only the rows both boxes span in each column). Areas and
-    boxes go to ``spans`` (n + M, 7) int64, the error code of each string to marks[0] and where
-    each starts to marks[1] (2, n + M + 1). Returns False where a string is malformed or the
-    spaces are not n + M - 1 (``out`` is then not complete), True with ``out`` (n, M) filled."""
+def _iou_bits_template(source, n, total, height, crowd, zd, spans, marks, bits, out):
+    """``source``: the compressed strings of n detections then M ground truths, separated by
+    single spaces (a character no valid string holds), or with RUNS their run lengths (int64,
+    those of RLE i at source[marks[1, i]:marks[1, i + 1]]), every RLE of ``total`` pixels in
+    columns of ``height`` (taller than 64 GAP_WORDS rows exactly when TALL). The ground truths
+    are drawn into bits[:M] (M, W) uint64; the detections are split into B = len(bits) - M
+    blocks, block b drawn one detection at a time into bits[M + b] and counted against every
+    ground truth while its words are in cache: over the words from the first pixel both masks
+    may share to the last (with TALL, see :func:`_shared`, only the rows both boxes span in each
+    column). Areas and boxes go to ``spans`` (n + M, 7) int64, the error code of each RLE to
+    marks[0] and where each starts to marks[1] (2, n + M + 1; with RUNS given, and checked to
+    lie in ``source``). Returns False where an RLE is malformed, the spaces are not n + M - 1 or
+    the starts are out of order (``out`` is then not complete), True with ``out`` (n, M)
+    filled."""
     errors, starts = marks[0], marks[1]
-    if not _split_joined(joined, starts):
+    if RUNS:  # noqa: F821
+        last = starts.shape[0] - 1
+        if starts[0] != 0 or starts[last] > source.shape[0]:
+            return False
+        for i in range(last):
+            if starts[i] > starts[i + 1]:
+                return False
+    elif not _split_joined(source, starts):
         return False
     m = out.shape[1]
     blocks = bits.shape[0] - m
     for g in numba.prange(m):
-        draw(joined, starts, n + g, total, height, bits[g], spans, errors)  # noqa: F821
+        draw(source, starts, n + g, total, height, bits[g], spans, errors)  # noqa: F821
     for g in range(m):
         if errors[n + g] != OK:
             return False
     for b in numba.prange(blocks):
         row = bits[m + b]
         for d in range(b * n // blocks, (b + 1) * n // blocks):
-            draw(joined, starts, d, total, height, row, spans, errors)  # noqa: F821
+            draw(source, starts, d, total, height, row, spans, errors)  # noqa: F821
             if errors[d] != OK:
                 continue
             p = spans[d]
@@ -818,28 +836,30 @@ def _iou_bits_template(joined, n, total, height, crowd, zd, spans, marks, bits, 
     return True
 
 
-# By TALL: _draw and _iou_bits (serial, parallel) for images of at most 64 GAP_WORDS rows,
-# _draw_tall and _iou_bits_tall for taller ones.
-_DRAW = {tall: kernel()(variant(_draw_template, "_draw_tall" if tall else "_draw", TALL=tall))
-         for tall in (False, True)}
+# By RUNS and TALL: _draw and _iou_bits (serial, parallel) read compressed strings in images of
+# at most 64 GAP_WORDS rows, _draw_tall and _iou_bits_tall in taller ones; _draw_runs,
+# _iou_bits_runs, _draw_runs_tall and _iou_bits_runs_tall read run lengths.
+def _name(base: str, runs: bool, tall: bool) -> str:
+    return base + ("_runs" if runs else "") + ("_tall" if tall else "")
+
+
+_DRAW = {(runs, tall): kernel()(variant(_draw_template, _name("_draw", runs, tall), RUNS=runs,
+                                        TALL=tall))
+         for runs in (False, True) for tall in (False, True)}
 _IOU_BITS = {
-    tall: serial_and_parallel(variant(_iou_bits_template, "_iou_bits_tall" if tall else "_iou_bits",
-                                      TALL=tall, draw=_DRAW[tall]))
-    for tall in (False, True)
+    (runs, tall): serial_and_parallel(variant(_iou_bits_template, _name("_iou_bits", runs, tall),
+                                              RUNS=runs, TALL=tall, draw=_DRAW[runs, tall]))
+    for runs in (False, True) for tall in (False, True)
 }
 
 
-def iou_strings(joined: bytes, n: int, m: int, height: int, width: int, crowd: np.ndarray,
-                zero_division: float) -> np.ndarray | None:
-    """IoU of n >= 1 detections with m >= 1 ground truths given as their compressed strings
-    joined by single spaces, all RLEs of size (height, width) with height * width < 2**32
-    (checked by the caller): :func:`iou` of the same RLEs, bit for bit. None where the call is
-    too large for the bits (SMALL_WORDS, SMALL_CHARS) or a string is malformed: the general path
-    then takes it (and names the bad RLE)."""
+def _bits_iou(source: np.ndarray, starts: np.ndarray | None, n: int, m: int, height: int,
+              width: int, crowd: np.ndarray, zero_division: float) -> np.ndarray | None:
+    """One call of _iou_bits: ``source`` the joined strings (uint8, ``starts`` None) or the
+    run lengths (int64) with where each RLE's begin, ``starts`` (n + m + 1). None where an RLE
+    is malformed."""
     total = height * width
     words = (total + 63) // 64
-    if len(joined) > SMALL_CHARS or 2 * m * words > SMALL_WORDS:
-        return None
     parallel = n * m * words + (n + m) * words >= PARALLEL_WORDS
     # Blocks of detections: a few per thread (the split is even, the work is not), their rows
     # within the other half of SMALL_WORDS.
@@ -849,14 +869,72 @@ def iou_strings(joined: bytes, n: int, m: int, height: int, width: int, crowd: n
     out = np.empty((n, m), dtype=np.float64)
     spans = np.empty((n + m, 7), dtype=np.int64)
     marks = np.empty((2, n + m + 1), dtype=np.int64)
+    if starts is not None:
+        marks[1] = starts
     rows = (m + blocks, words)
     # Kept buffers (no page faults) where they serve; below that, np.empty costs less to ask.
     large = (m + blocks) * words * 8 >= _Buffers.MIN_BYTES
     bits = _empty(rows, np.uint64) if large else np.empty(rows, dtype=np.uint64)
-    kernels = _IOU_BITS[height > 64 * GAP_WORDS]
-    ok = kernels[parallel](np.frombuffer(joined, dtype=np.uint8), n, total, height, crowd,
-                           zero_division, spans, marks, bits, out)
+    kernels = _IOU_BITS[starts is not None, height > 64 * GAP_WORDS]
+    ok = kernels[parallel](source, n, total, height, crowd, zero_division, spans, marks, bits,
+                           out)
     return out if ok else None
+
+
+def iou_strings(joined: bytes, n: int, m: int, height: int, width: int, crowd: np.ndarray,
+                zero_division: float) -> np.ndarray | None:
+    """IoU of n >= 1 detections with m >= 1 ground truths given as their compressed strings
+    joined by single spaces, all RLEs of size (height, width) with height * width < 2**32
+    (checked by the caller): :func:`iou` of the same RLEs, bit for bit. None where the call is
+    too large for the bits (SMALL_WORDS, SMALL_CHARS) or a string is malformed: the general path
+    then takes it (and names the bad RLE)."""
+    words = (height * width + 63) // 64
+    if len(joined) > SMALL_CHARS or 2 * m * words > SMALL_WORDS:
+        return None
+    return _bits_iou(np.frombuffer(joined, dtype=np.uint8), None, n, m, height, width, crowd,
+                     zero_division)
+
+
+def iou_runs(counts: np.ndarray, offsets: np.ndarray, n: int, height: int, width: int,
+             crowd: np.ndarray, zero_division: float) -> np.ndarray | None:
+    """IoU of n >= 1 detections with m >= 1 ground truths given as their run lengths, RLE i at
+    counts[offsets[i]:offsets[i + 1]] (int64, detections first; offsets (n + m + 1) int64,
+    non-decreasing from 0), all of size (height, width) with height * width < 2**32 (checked
+    by the caller): :func:`iou` of the same RLEs, bit for bit, every run checked as
+    :func:`check_runs` does. None where an RLE is malformed (the caller names it).
+
+    The bits path, as for strings, where drawing every mask, (n + m) words of bits, is no
+    more work than walking the runs of every pair, n m times the runs (the runs walk wins for
+    small masks in large images); the ground truths in chunks of at most SMALL_WORDS / 2 words
+    of bits (the detections drawn again for each). Otherwise, or where one mask alone takes
+    more than that, the runs are checked and walked (:func:`iou`)."""
+    m = offsets.shape[0] - 1 - n
+    total = height * width
+    words = (total + 63) // 64
+    walk = int(offsets[n] - offsets[0]) * m + int(offsets[-1] - offsets[n]) * n
+    if 2 * words > SMALL_WORDS or (n + m) * words > walk:
+        if offsets[0] != 0 or offsets[-1] > counts.shape[0] or (offsets[1:] < offsets[:-1]).any():
+            raise ValueError("iou_runs: offsets must be non-decreasing from 0, within counts")
+        if check_runs(counts, offsets, np.full(n + m, total, dtype=np.int64)).any():
+            return None
+        split = int(offsets[n])
+        return iou((counts[:split], offsets[: n + 1]), (counts[split:], offsets[n:] - split),
+                   height, crowd, zero_division)
+    chunk = SMALL_WORDS // 2 // max(1, words)  # ground truths whose bits are held at once
+    if m <= chunk:
+        return _bits_iou(counts, offsets, n, m, height, width, crowd, zero_division)
+    out = np.empty((n, m), dtype=np.float64)
+    base = int(offsets[n])
+    for g0 in range(0, m, chunk):
+        g1 = min(m, g0 + chunk)
+        lo, hi = int(offsets[n + g0]), int(offsets[n + g1])
+        part = np.concatenate([counts[:base], counts[lo:hi]])
+        starts = np.concatenate([offsets[: n + 1], offsets[n + g0 + 1 : n + g1 + 1] - lo + base])
+        got = _bits_iou(part, starts, n, g1 - g0, height, width, crowd[g0:g1], zero_division)
+        if got is None:
+            return None
+        out[:, g0:g1] = got
+    return out
 
 
 # --------------------------------------------------------------------------------------------
