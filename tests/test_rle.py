@@ -379,10 +379,13 @@ def test_iou_bits_path_equals_runs_path_pycocotools_and_reference(monkeypatch, p
         bits = engine.iou_strings(joined, 13, 6, h, w, np.asarray(iscrowd, bool), 0.0)
         assert bits is not None, (h, w)
         expected = pm.iou(dt, gt, iscrowd)
-        for got in (bits, rle.iou(dt, gt, iscrowd)):
+        d, g = rle._parse("t", "dt", dt), rle._parse("t", "gt", gt)
+        walked = engine.iou((d.counts, d.offsets), (g.counts, g.offsets), h,
+                            np.asarray(iscrowd, bool), 0.0)  # the runs of each pair
+        for got in (bits, rle.iou(dt, gt, iscrowd), rle.iou(tuple(dt), tuple(gt), iscrowd)):
             assert got.dtype == np.float64 and got.shape == (13, 6)
             np.testing.assert_array_equal(got, expected)
-            np.testing.assert_array_equal(got, rle.iou(tuple(dt), tuple(gt), iscrowd))  # runs
+            np.testing.assert_array_equal(got, walked)
         np.testing.assert_allclose(bits, iou_reference(dense_dt, dense_gt, iscrowd),
                                    rtol=1e-15, atol=0)
         # A malformed string anywhere among the detections or ground truths is named.
