@@ -511,6 +511,9 @@ def _crowd(func: str, iscrowd: Any, m: int) -> np.ndarray:
     return crowd.astype(np.bool_)
 
 
+_WALK_PIXELS = 1 << 20  # images from this size on: compressed strings may take the runs walk
+
+
 def _fast_iou(func: str, dt: list[Any], gt: list[Any], iscrowd: Any,
               zero_division: float) -> np.ndarray | None:
     """The common calls, two non-empty lists of RLE dicts whose sizes are all the same list of
@@ -542,6 +545,15 @@ def _fast_iou(func: str, dt: list[Any], gt: list[Any], iscrowd: Any,
         return None
     engine = _engine()
     if kinds == {bytes} or kinds == {str}:
+        if h * w >= _WALK_PIXELS:
+            # A run takes at least one character, so the lengths bound the runs of every pair
+            # from above: where even that walk is less work than drawing every mask (a few
+            # small masks in a large image), the general path decodes the runs and decides by
+            # their exact count (see the engine's ``iou_runs``).
+            chars = list(map(len, counts))
+            n, m = len(dt), len(gt)
+            if (n + m) * ((h * w + 63) // 64) > sum(chars[:n]) * m + sum(chars[n:]) * n:
+                return None
         # Joined by a space, a character no valid string holds: the kernel splits them again
         # and refuses a string that holds one. A non-ASCII str gives bytes the decoder refuses.
         joined = b" ".join(counts) if kinds == {bytes} else " ".join(counts).encode()

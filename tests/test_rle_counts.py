@@ -229,6 +229,31 @@ def test_chunked_ground_truths_and_both_engines_of_iou_runs(monkeypatch, paralle
     assert text.startswith("ValueError: rle.iou: dt[1] has a run length, or a running total")
 
 
+def test_compressed_strings_of_sparse_masks_in_a_large_image_take_the_runs_walk(monkeypatch):
+    """From 2**20 pixels on, compressed strings whose lengths bound the runs walk below the
+    cost of drawing every mask are walked; denser ones keep the bits. Same values either way."""
+    h, w = 1024, 1100
+    sparse = np.zeros((2, 4, h, w), dtype=bool)
+    sparse[0, 0, 10:40, 30:60] = sparse[1, 0, 15:45, 33:70] = True
+    sparse[0, 1, 900:1000, 0:5] = sparse[1, 1, 950:1024, 2:4] = True
+    sparse[0, 2, 0, 1099] = sparse[1, 3, 500:510, 500:510] = True
+    dense = np.zeros_like(sparse)
+    dense[:, :, 100:900, 100:1000] = True
+    dense[0, :, 200:300, :] = False
+    dense[1, 1:, :, 500:600] = False
+    crowd = [0, 1, 0, 0]
+    calls = []
+    bits = engine._bits_iou
+    monkeypatch.setattr(engine, "_bits_iou", lambda *args: calls.append(1) or bits(*args))
+    for masks, drawn in ((sparse, False), (dense, True)):
+        dt, gt = rle.encode(masks[0]), rle.encode(masks[1])
+        calls.clear()
+        got = rle.iou(dt, gt, crowd)
+        assert bool(calls) == drawn
+        np.testing.assert_array_equal(got, pm.iou(dt, gt, crowd))
+        np.testing.assert_allclose(got, reference(masks[0], masks[1], crowd), rtol=1e-15, atol=0)
+
+
 def test_the_general_path_is_not_used_for_counts(monkeypatch):
     rng = np.random.default_rng(13)
     a, b = masks_for(rng, 4, 64, 64), masks_for(rng, 6, 64, 64)
