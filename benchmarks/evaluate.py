@@ -11,6 +11,10 @@ Workloads (synthetic, seeded):
 - **masks**: 500 images of 480x640, 1-10 ground-truth masks each and 10 predictions (rectangles;
   predictions are jittered objects and random rectangles), bool. Smaller counts than the box
   dataset so that the dense masks (about 2.4 GB) fit in memory.
+- **masks, many sizes** / **masks, one size**: 100 images (20 with ``--quick``) made as **masks**,
+  each of its own size (height and width drawn without repeats from 300-640, as COCO's many
+  image sizes), and the same objects at 480x640: the JAX engine's first call (compilation) on
+  many sizes beside one size with the same number of masks (issue 11 item 3).
 
 Implementations, each timed in a fresh process, every call on the dataset's images in a new order
 and new memory (copied between the calls, outside the timing); the first call, with compilation,
@@ -26,8 +30,8 @@ baselines, whose calls take seconds):
   ``evaluateImg``), from the loaded COCO objects.
 
 Every implementation's number of matched objects is checked against fastiou's (``agrees``).
-``--check``: exit 1 when a target (issue 8's, and issue 11 item 4: jax.jit within 2x of Numba on
-CPU) is missed.
+``--check``: exit 1 when a target (issue 8's; issue 11 item 4: jax.jit within 2x of Numba on
+CPU; issue 11 item 3: the JAX first call on many sizes within 2x of one size) is missed.
 """
 
 from __future__ import annotations
@@ -39,7 +43,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ._common import Target, cli, failed, find, measure, progress, ratio, run_worker
+from ._common import (Target, cli, failed, find, fmt_time, measure, progress, ratio,
+                      run_worker)
 
 THRESHOLD = 0.5
 
@@ -73,25 +78,47 @@ def box_dataset(images: int, seed: int = 0) -> tuple[list[np.ndarray], ...]:
 
 
 def mask_dataset(images: int, seed: int = 1, h: int = 480, w: int = 640,
-                 max_gt: int = 10, preds: int = 10) -> tuple[list[np.ndarray], ...]:
+                 max_gt: int = 10, preds: int = 10,
+                 sizes: np.ndarray | None = None) -> tuple[list[np.ndarray], ...]:
+    """``sizes (images, 2)``: each image's (H, W) instead of ``h x w``; the objects (drawn for
+    480 x 640) are scaled to it."""
     rng = np.random.default_rng(seed)
     gt, pred, scores = [], [], []
 
     def paint(boxes: np.ndarray) -> np.ndarray:
+        scale = 1.0 if sizes is None else np.array([w / 640, h / 480] * 2)
         out = np.zeros((boxes.shape[0], h, w), dtype=bool)
-        b = np.clip(np.round(boxes), 0, [w, h, w, h]).astype(int)
+        b = np.clip(np.round(boxes * scale), 0, [w, h, w, h]).astype(int)
         for m, (x0, y0, x1, y1) in zip(out, b):
             m[y0:y1, x0:x1] = True
         return out
 
-    for _ in range(images):
-        g = _random_boxes(rng, int(rng.integers(1, max_gt + 1)), h, w)
-        k = min(preds, g.shape[0] + int(rng.integers(0, 3)))
-        p = np.concatenate([_near(rng, g, k, 0.08), _random_boxes(rng, preds - k, h, w)])
+    for k in range(images):
+        if sizes is not None:
+            h, w = (int(v) for v in sizes[k])
+        g = _random_boxes(rng, int(rng.integers(1, max_gt + 1)), 480, 640)
+        near = min(preds, g.shape[0] + int(rng.integers(0, 3)))
+        p = np.concatenate([_near(rng, g, near, 0.08), _random_boxes(rng, preds - near, 480, 640)])
         gt.append(paint(g))
         pred.append(paint(p))
         scores.append(rng.random(preds).astype(np.float32))
     return gt, pred, scores
+
+
+def distinct_sizes(images: int, seed: int = 2) -> np.ndarray:
+    """``(images, 2)`` (H, W), each image's own: heights and widths drawn from 300-640 without
+    repeats."""
+    rng = np.random.default_rng(seed)
+    return np.stack([rng.choice(np.arange(300, 641), images, replace=False) for _ in range(2)], 1)
+
+
+DATASETS: dict[str, Callable[[int], tuple[list[np.ndarray], ...]]] = {
+    "boxes": box_dataset,
+    "masks": mask_dataset,
+    "masks, many sizes": lambda images: mask_dataset(images, sizes=distinct_sizes(images)),
+    "masks, one size": lambda images: mask_dataset(
+        images, sizes=np.tile([480, 640], (images, 1))),
+}
 
 
 # --- baselines -----------------------------------------------------------------------------------
@@ -235,7 +262,7 @@ def worker(name: str, p: dict[str, Any]) -> dict[str, Any]:
     in a new order, copied into new memory between the calls, outside the timing (the mask
     dataset is 2.4 GB: one copy at a time)."""
     workload, impl, quick = p["workload"], p["impl"], p["quick"]
-    data = (box_dataset if workload == "boxes" else mask_dataset)(p["images"])
+    data = DATASETS[workload](p["images"])
     if quick or impl in SLOW:
         repeats = 1
     elif impl == "fastiou numba":
@@ -258,8 +285,11 @@ IMPLS = {
     "boxes": ("fastiou numba", "fastiou jax.jit", "fastiou cupy", "numpy loop",
               "pycocotools evaluateImg"),
     "masks": ("fastiou numba", "fastiou jax.jit", "fastiou cupy", "numpy loop"),
+    "masks, many sizes": ("fastiou numba", "fastiou jax.jit", "fastiou cupy"),
+    "masks, one size": ("fastiou numba", "fastiou jax.jit"),
 }
-IMAGES = {"boxes": {False: 5000, True: 500}, "masks": {False: 500, True: 40}}
+IMAGES = {"boxes": {False: 5000, True: 500}, "masks": {False: 500, True: 40},
+          "masks, many sizes": {False: 100, True: 20}, "masks, one size": {False: 100, True: 20}}
 
 
 def _available(impl: str) -> bool:
@@ -308,9 +338,15 @@ def targets(payload: dict[str, Any]) -> list[Target | str]:
         ratio(rows, "boxes", "numpy loop", "fastiou numba", 20, source="issue 8"),
         ratio(rows, "boxes", "pycocotools evaluateImg", "fastiou numba", 50, source="issue 8"),
     ]
-    for workload in IMPLS:
+    for workload in ("boxes", "masks", "masks, many sizes"):
         out.append(ratio(rows, workload, "fastiou jax.jit", "fastiou numba", 2, at_least=False,
                          source="issue 11 item 4", what=f"{workload}: jax.jit / numba on CPU"))
+    many, one = (find(rows, w, "fastiou jax.jit") for w in ("masks, many sizes", "masks, one size"))
+    first = [r.get("first_call_s") if r else None for r in (many, one)]
+    out.append(Target("masks: jax.jit first call, many sizes / one size (as many masks)",
+                      first[0] / first[1] if all(first) else None, 2, False, "x",
+                      "issue 11 item 3", f"{fmt_time(first[0])}, {fmt_time(first[1])}"
+                      if all(first) else ""))
     if not all(r["agrees"] for r in rows if "error" not in r):
         out.append(Target("every implementation matches as many objects as fastiou numba", 0.0,
                           1, unit="ok"))

@@ -441,9 +441,17 @@ def test_evaluate_jax_boxes_match_reference(monkeypatch):
     assert all((np.asarray(a) == b).all() for a, b in zip(jgt + jpred, originals))
 
 
+def pack_one_chunk(images):
+    """The masks of images of one size packed one after another, a row of words per mask."""
+    h, w = images[0].shape[1:]
+    ones = np.ones(len(images), np.int64)
+    words, area, _ = jax_ragged._pack_rows("test", images, ones, jax_ragged._flat_words(h * w))
+    return words, area
+
+
 @pytest.mark.parametrize("pack, block_bytes", [("images", None), ("blocks", 1 << 22),
                                                ("blocks", 600)])
-def test_pack_images_counts_match_reference(monkeypatch, pack, block_bytes):
+def test_packed_rows_counts_match_reference(monkeypatch, pack, block_bytes):
     """Rows of every image one after another, rows past them zero; popcounts of the words are the
     areas and those of AND-ed rows the intersections, for bool and integer masks (256 is
     foreground), H W a multiple of 32 or not; the caller's arrays stay alive. Per image ("images"),
@@ -459,7 +467,7 @@ def test_pack_images_counts_match_reference(monkeypatch, pack, block_bytes):
         if dtype != np.bool_:
             images = [np.where(m, 256 if dtype == np.int16 else 3, 0).astype(dtype) for m in images]
         jimages = [jnp.asarray(m) for m in images]
-        words, area = jax_ragged.pack_images(jimages)
+        words, area = pack_one_chunk(jimages)
         flat = np.concatenate([m.reshape(m.shape[0], h * w) != 0 for m in images])
         total = flat.shape[0]
         words, area = np.asarray(words), np.asarray(area)
@@ -506,14 +514,14 @@ def test_evaluate_masks_match_reference_and_reuse_compiled_packing():
     assert jax_ragged._pack_into._cache_size() == compiled
 
 
-def test_pack_images_in_blocks_compiles_one_program_for_any_mask_counts(monkeypatch):
+def test_packing_in_blocks_compiles_one_program_for_any_mask_counts(monkeypatch):
     """On CPU ("blocks") images with nine different numbers of masks are packed by one compiled
     program (per image, "images", it would be nine), and the rows are those of each image."""
     monkeypatch.setattr(jax_ragged, "PACK", "blocks")
     rng = np.random.default_rng(13)
     images = [rng.random((n, 6, 11)) < 0.3 for n in range(1, 10)]
     before = jax_ragged._pack_into._cache_size()
-    words, area = jax_ragged.pack_images([jnp.asarray(m) for m in images])
+    words, area = pack_one_chunk([jnp.asarray(m) for m in images])
     assert jax_ragged._pack_into._cache_size() - before <= 1
     flat = np.concatenate([m.reshape(m.shape[0], -1) for m in images])
     np.testing.assert_array_equal(np.asarray(area)[:flat.shape[0]], flat.sum(1))
