@@ -247,3 +247,15 @@ def loss(op: str, boxes1: np.ndarray, boxes2: np.ndarray, *, reduction: str = "n
     if reduction == "mean":
         return np.asarray(values.mean() if values.size else 0.0)
     return values
+
+
+def crowd_mask_iou(dt: np.ndarray, gt: np.ndarray, crowd, zd: float = 0.0) -> np.ndarray:
+    """Plain float64 IoU of dense masks, pair by pair, with COCO's crowd rule (for a crowd
+    ground truth the union is the area of the detection)."""
+    out = np.empty((len(dt), len(gt)))
+    for i, d in enumerate(dt):
+        for j, g in enumerate(gt):
+            inter = float(np.logical_and(d, g).sum())
+            union = float(d.sum()) if crowd[j] else float(np.logical_or(d, g).sum())
+            out[i, j] = inter / union if union else zd
+    return out

@@ -13,6 +13,7 @@ from hypothesis.extra import numpy as hnp
 
 import fastiou
 from fastiou import rle
+from reference import crowd_mask_iou as iou_reference
 
 from pycocotools import mask as pm
 
@@ -330,17 +331,6 @@ def test_property_round_trip_and_identity(masks):
     np.testing.assert_array_equal(rle.decode(ours), masks)
     np.testing.assert_array_equal(rle.iou(ours, ours, [0] * len(ours)),
                                   pm.iou(ours, ours, [0] * len(ours)))
-
-
-def iou_reference(dt: np.ndarray, gt: np.ndarray, crowd: list[int], zd: float = 0.0) -> np.ndarray:
-    """Plain float64 IoU of dense masks, pair by pair, with COCO's crowd rule."""
-    out = np.empty((len(dt), len(gt)))
-    for i, d in enumerate(dt):
-        for j, g in enumerate(gt):
-            inter = float(np.logical_and(d, g).sum())
-            union = float(d.sum()) if crowd[j] else float(np.logical_or(d, g).sum())
-            out[i, j] = inter / union if union else zd
-    return out
 
 
 def shapes(rng: np.random.Generator, n: int, h: int, w: int) -> np.ndarray:

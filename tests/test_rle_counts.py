@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from fastiou import rle
 from fastiou.backends.numba_cpu import rle as engine
+from reference import crowd_mask_iou as reference
 
 from pycocotools import mask as pm
 
@@ -42,17 +43,6 @@ def dense_of(counts: list[int], h: int, w: int) -> np.ndarray:
         pos += c
     assert pos == h * w
     return flat.reshape(w, h).T
-
-
-def reference(dt: np.ndarray, gt: np.ndarray, crowd, zd: float = 0.0) -> np.ndarray:
-    """Plain float64 IoU of dense masks, COCO's crowd rule (union = area of the detection)."""
-    out = np.empty((len(dt), len(gt)))
-    for i, d in enumerate(dt):
-        for j, g in enumerate(gt):
-            inter = float(np.logical_and(d, g).sum())
-            union = float(d.sum()) if crowd[j] else float(np.logical_or(d, g).sum())
-            out[i, j] = inter / union if union else zd
-    return out
 
 
 def uncompressed(masks: np.ndarray, kind=list) -> list[dict]:
