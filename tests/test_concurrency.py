@@ -54,6 +54,10 @@ COMMON = textwrap.dedent(
     xy = rng.uniform(0, 50, (2, 120, 2))
     boxes = np.concatenate([xy, xy + rng.uniform(1, 30, (2, 120, 2))], axis=-1)
     masks = rng.random((2, 24, 40, 56)) < 0.4
+    sparse = np.zeros((2, 3, 1024, 1100), dtype=bool)  # a few small masks in a large image
+    for k in range(3):
+        sparse[0, k, 10 + 90 * k:40 + 90 * k, 30:60] = True
+        sparse[1, k, 20 + 90 * k:50 + 90 * k, 40:75] = True
     C = 5
     pred = rng.integers(0, C, (4, 64, 64), dtype=np.uint8)
     target = rng.integers(0, C, (4, 64, 64), dtype=np.uint8)
@@ -72,10 +76,13 @@ COMMON = textwrap.dedent(
 
     def family_rle():
         dt, gt = fastiou.rle.encode(masks[0]), fastiou.rle.encode(masks[1])
-        # compressed strings (decoded to bits), then uncompressed counts (runs walked)
+        # compressed strings and uncompressed counts (both drawn to bits), then a few small
+        # masks in a large image (their runs walked)
         runs = [{"size": list(m.shape), "counts": uncompressed(m)} for m in masks[1]]
+        few = [[{"size": list(m.shape), "counts": uncompressed(m)} for m in side]
+               for side in sparse]
         return (fastiou.rle.decode(dt), fastiou.rle.iou(dt, gt, [0] * len(gt)),
-                fastiou.rle.iou(dt, runs, [0] * len(gt)))
+                fastiou.rle.iou(dt, runs, [0] * len(gt)), fastiou.rle.iou(*few, [0] * 3))
 
     def family_semantic():
         return (fastiou.confusion_matrix(pred, target, C),)
@@ -99,8 +106,10 @@ COMMON = textwrap.dedent(
         m1 = masks[0].reshape(len(masks[0]), -1).astype(np.float64)
         m2 = masks[1].reshape(len(masks[1]), -1).astype(np.float64)
         mask_iou = plain_iou(m1 @ m2.T, m1.sum(1), m2.sum(1))
+        s1, s2 = (x.reshape(3, -1).astype(np.float64) for x in sparse)
+        sparse_iou = plain_iou(s1 @ s2.T, s1.sum(1), s2.sum(1))
         cm = np.bincount(target.ravel().astype(np.int64) * C + pred.ravel(), minlength=C * C)
-        return {"boxes": (iou, giou), "masks": mask_iou, "rle": (masks[0], mask_iou),
+        return {"boxes": (iou, giou), "masks": mask_iou, "rle": (masks[0], mask_iou, sparse_iou),
                 "semantic": cm.reshape(C, C)}
 
     def right(name, got, ref):
@@ -110,7 +119,8 @@ COMMON = textwrap.dedent(
             return np.allclose(got[0], ref, rtol=1e-6, atol=0)
         if name == "rle":
             return (np.array_equal(got[0], ref[0]) and np.allclose(got[1], ref[1], rtol=1e-12)
-                    and np.array_equal(got[2], got[1]))
+                    and np.array_equal(got[2], got[1])
+                    and np.allclose(got[3], ref[2], rtol=1e-12, atol=0))
         return np.array_equal(got[0], ref)
 
     def same(x, y):
@@ -172,7 +182,7 @@ THREADS = textwrap.dedent(
 KERNELS = {
     "boxes": {"_pairwise_iou2", "_aligned_giou2"},
     "masks": {"_pack_bool", "_pairwise"},
-    "rle": {"_encode_count", "_encode_write", "_decode", "_iou_bits", "_iou"},
+    "rle": {"_encode_count", "_encode_write", "_decode", "_iou_bits", "_iou_bits_runs", "_iou"},
     "semantic": {"_count"},
 }
 
