@@ -259,3 +259,18 @@ def crowd_mask_iou(dt: np.ndarray, gt: np.ndarray, crowd, zd: float = 0.0) -> np
             union = float(d.sum()) if crowd[j] else float(np.logical_or(d, g).sum())
             out[i, j] = inter / union if union else zd
     return out
+
+
+def draw_blobs(rng: np.random.Generator, masks: np.ndarray, first: int = 0) -> np.ndarray:
+    """Masks ``first:`` of ``masks (N, H, W)`` overwritten with ellipses (odd i) and rectangles
+    (even i) of every size, anywhere (runs across columns, as real instance masks have)."""
+    h, w = masks.shape[1:]
+    yy, xx = np.mgrid[0:h, 0:w]
+    for i in range(first, masks.shape[0]):
+        cx, cy = rng.uniform(0, w), rng.uniform(0, h)
+        a, b = rng.uniform(0.5, w / 2 + 1), rng.uniform(0.5, h / 2 + 1)
+        if i % 2:
+            masks[i] = ((xx - cx) / a) ** 2 + ((yy - cy) / b) ** 2 <= 1
+        else:
+            masks[i] = (abs(xx - cx) <= a) & (abs(yy - cy) <= b)
+    return masks

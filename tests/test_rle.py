@@ -13,7 +13,7 @@ from hypothesis.extra import numpy as hnp
 
 import fastiou
 from fastiou import rle
-from reference import crowd_mask_iou as iou_reference
+from reference import crowd_mask_iou as iou_reference, draw_blobs
 
 from pycocotools import mask as pm
 
@@ -337,18 +337,10 @@ def shapes(rng: np.random.Generator, n: int, h: int, w: int) -> np.ndarray:
     """Ellipses and rectangles of every size, anywhere (small objects in tall images leave long
     gaps between the rows of consecutive columns), after the cases of ``case_masks`` and one run
     from the last rows of a column into the first rows of the next."""
-    yy, xx = np.mgrid[0:h, 0:w]
     masks = case_masks(rng, n, h, w)
     masks[4] = False
     masks[4, -2:, w // 3] = masks[4, :2, w // 3 + 1 if w > 1 else 0] = True
-    for i in range(5, n):
-        cx, cy = rng.uniform(0, w), rng.uniform(0, h)
-        a, b = rng.uniform(0.5, w / 2 + 1), rng.uniform(0.5, h / 2 + 1)
-        if i % 2:
-            masks[i] = ((xx - cx) / a) ** 2 + ((yy - cy) / b) ** 2 <= 1
-        else:
-            masks[i] = (abs(xx - cx) <= a) & (abs(yy - cy) <= b)
-    return masks
+    return draw_blobs(rng, masks, first=5)
 
 
 @pytest.mark.parametrize("parallel", [False, True])

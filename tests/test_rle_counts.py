@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from fastiou import rle
 from fastiou.backends.numba_cpu import rle as engine
-from reference import crowd_mask_iou as reference
+from reference import crowd_mask_iou as reference, draw_blobs
 
 from pycocotools import mask as pm
 
@@ -58,15 +58,7 @@ def coco_iou(dt: list[dict], gt: list[dict], crowd, h: int, w: int) -> np.ndarra
 def masks_for(rng: np.random.Generator, k: int, h: int, w: int) -> np.ndarray:
     """Blobs and rectangles (runs across columns), an empty mask, a full one, a pixel at each end
     of the column-major order, and a copy, so that the IoU takes every kind of value."""
-    yy, xx = np.mgrid[0:h, 0:w]
-    out = np.zeros((k, h, w), dtype=bool)
-    for i in range(k):
-        cx, cy = rng.uniform(0, w), rng.uniform(0, h)
-        a, b = rng.uniform(0.5, w / 2 + 1), rng.uniform(0.5, h / 2 + 1)
-        if i % 2:
-            out[i] = ((xx - cx) / a) ** 2 + ((yy - cy) / b) ** 2 <= 1
-        else:
-            out[i] = (abs(xx - cx) <= a) & (abs(yy - cy) <= b)
+    out = draw_blobs(rng, np.zeros((k, h, w), dtype=bool))
     out[0] = False
     if k > 1:
         out[1] = True
