@@ -159,22 +159,25 @@ def _contiguous_terms(c: Any, axis: int) -> tuple[Any, ...]:
 
 
 def _value(a: Any, b: Any, op: str, zd: Any, limits: tuple[float, float],
-           terms: tuple[Any, Any] | None = None, scaled: bool = False) -> Any:
+           columns: bool = False, scaled: bool = False) -> Any:
     """``op`` of corner boxes ``a`` and ``b`` (broadcast against each other): the plain
     formula, except for the pairs with an extreme box, computed by :func:`_scaled`. The usual
     case (no extreme box anywhere, found by one fused ``any`` per set; no per-box flags are
     stored) runs the plain formula alone. Otherwise the plain formula sees a unit box in place
     of each extreme box, so its gradients stay finite.
 
-    ``terms``: the :func:`_terms` of ``a`` and ``b`` made elsewhere (see
-    :func:`_contiguous_terms`), which the plain formula then reads.
+    ``columns`` (pairwise only: ``a (..., N, 1, 2d)``, ``b (..., 1, M, 2d)``): the plain formula
+    reads the boxes' columns from :func:`_contiguous_terms`.
 
     ``scaled``: every pair by :func:`_scaled`, without the check (see ``ALIGNED``)."""
     if scaled:
         return _scaled(a, b, op, zd)
 
     def plain() -> Any:
-        return _formula(*(terms or (a, b)), op, zd)
+        if not columns:
+            return _formula(a, b, op, zd)
+        return _formula(_contiguous_terms(a[..., 0, :], -1),
+                        _contiguous_terms(b[..., 0, :, :], -2), op, zd)
 
     def mixed() -> Any:
         xa, xb = _extreme(a, *limits), _extreme(b, *limits)
@@ -220,11 +223,10 @@ def _box_pair(b1, b2, zd, *, op, fmt, aligned, batch, compute, out, columns=Fals
     b = _formats.to_corners(jnp, b2.astype(compute), fmt)
     a = jnp.broadcast_to(a, batch + a.shape[-2:])
     b = jnp.broadcast_to(b, batch + b.shape[-2:])
-    terms = (_contiguous_terms(a, -1), _contiguous_terms(b, -2)) if columns else None
     if not aligned:
         a, b = a[..., :, None, :], b[..., None, :, :]
     limits = _formats.scale_limits(compute, a.shape[-1] // 2)
-    return _value(a, b, op, jnp.asarray(zd, compute), limits, terms, scaled).astype(out)
+    return _value(a, b, op, jnp.asarray(zd, compute), limits, columns, scaled).astype(out)
 
 
 def box_pair(b1: Any, b2: Any, *, op: str, spec: BoxPair, zero_division: float, out: Any = None) -> Any:
