@@ -320,6 +320,30 @@ def test_many_against_few(cpu_engine) -> None:
     check_max(swapped, full.T, ref.T)
 
 
+
+def test_column_maxima_carried_across_ragged_tiles(cpu_engine) -> None:
+    """Column maxima made tile by tile (the JAX engine carries them through its scan): ties
+    between rows of different tiles keep the lowest row, a NaN in a later tile still wins, and
+    the padded rows of a last, partial tile never do."""
+    rng = np.random.default_rng(21)
+    a = make_boxes(rng, 23, edge_cases=False).astype(np.float32)
+    a[:, 2:] = np.maximum(a[:, 2:], a[:, :2] + 1)  # no empty row
+    b = make_boxes(rng, 5, edge_cases=False).astype(np.float32)
+    a[[4, 11, 19]] = b[2]  # IoU 1 in three tiles: row 4 must win column 2
+    b[4] = [1000, 1000, 1001, 1001]  # no overlap: every row 0, the maximum at row 0
+    b[3] = [5, 5, 5, 5]  # empty: 0 with every row, zero_division with an empty padding row
+    with_nan = a.copy()
+    with_nan[22, 1] = np.nan  # a NaN row in the last, partial tile: every column's maximum
+    for boxes, want in ((a, [4, 0, 0]), (with_nan, [22, 22, 22])):
+        full = cpu_engine.call(fastiou.box_iou, boxes, b, zero_division=0.5)
+        ref = reference.pairwise("iou", boxes.astype(np.float64), b.astype(np.float64),
+                                 zero_division=0.5)
+        for budget in (80, 160, 240, 400, 800, 10**6):  # from one row a tile to one tile
+            r = cpu_engine.call(fastiou.box_iou_max, boxes, b, zero_division=0.5,
+                                memory_budget=budget)
+            check_max(r, full, ref)
+            assert list(r[3][[2, 3, 4]]) == want, (budget, r[3])
+
 # --------------------------------------------------------------------------------------------
 # JAX: jit, vmap, no retracing, tracing without a static size
 

@@ -3,8 +3,8 @@
 The first set is cut into tiles of ``tile`` rows (padded at the end; padded rows are dropped),
 ``lax.map`` / ``lax.scan`` walk the tiles, and each tile's IoUs come from the box or mask engine's
 own jitted formula, so the values are those of ``box_iou`` / ``mask_iou``. A tile holds at most
-``memory_budget`` bytes. Column maxima are the row maxima of the swapped call (IoU is symmetric,
-bit for bit: the same operations on the same operands), so each IoU is computed twice.
+``memory_budget`` bytes. Row and column maxima come from one pass: each IoU is made once, and
+the column maxima are carried from tile to tile.
 
 ``jnp.max`` propagates NaN, ``jnp.argmax`` and ``lax.top_k`` rank NaN first and keep the lowest
 index among equals, which is the order of the other engines. Pairs are written by a scan that
@@ -41,9 +41,6 @@ class Items(NamedTuple):
     words: int  # words per mask (0 for boxes)
     fmt: str = "xyxy"
     compute: str = "float32"
-
-    def swapped(self) -> Items:
-        return self._replace(a=self.b, b=self.a, n=self.m, m=self.n)
 
 
 def box_items(b1: Any, b2: Any, *, spec: BoxPair, zero_division: float) -> Items:
@@ -113,6 +110,48 @@ def _row_topk(a, b, zd, *, kind, out, tile, tile_n, tile_m, fmt, compute, k):
     return vals.reshape(-1, k)[:n], idx.reshape(-1, k)[:n].astype(index_dtype())
 
 
+def _max_first(v: Any, axis: int) -> tuple[Any, Any]:
+    """``jnp.max`` and ``jnp.argmax`` along ``axis`` as two plain reductions (XLA:CPU does not
+    vectorize the variadic (value, index) reduction of ``argmax``): the lowest index holding the
+    maximum, or the first NaN."""
+    top = jnp.max(v, axis=axis, keepdims=True)
+    hit = (v == top) | (jnp.isnan(v) & jnp.isnan(top))
+    iota = lax.broadcasted_iota(index_dtype(), v.shape, axis)
+    at = jnp.min(jnp.where(hit, iota, v.shape[axis]), axis=axis)
+    return jnp.squeeze(top, axis), at
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC)
+def _both_max(a, b, zd, *, kind, out, tile, tile_n, tile_m, fmt, compute):
+    """Row and column maxima (and where) of one pass over the tiles: each IoU is made once.
+
+    The column maxima are carried through the scan: a tile's maximum replaces the carried one
+    when it is larger, or NaN where the carried one is not, so the lowest row index wins among
+    equals and the first NaN ranks first, as ``jnp.max`` / ``jnp.argmax`` over the whole column
+    would. Padded rows of the last tile are ``-inf``: they never win over a row that exists.
+    """
+    n = jax.tree_util.tree_leaves(a)[0].shape[0]
+    m = jax.tree_util.tree_leaves(b)[0].shape[0]
+    tiles, nt = _split(a, tile)
+    index = index_dtype()
+
+    def step(carry: Any, xs: Any) -> Any:
+        best, where = carry
+        t, base = xs
+        v = _values(kind, t, b, zd, out, tile_n, tile_m, fmt, compute)
+        real = (base + jnp.arange(tile, dtype=index)) < n
+        col = jnp.where(real[:, None], v, -jnp.inf)
+        top, at = jnp.max(col, axis=0), jnp.argmax(col, axis=0).astype(index) + base
+        take = (top > best) | (jnp.isnan(top) & ~jnp.isnan(best))
+        carry = jnp.where(take, top, best), jnp.where(take, at, where)
+        return carry, (jnp.max(v, axis=1), jnp.argmax(v, axis=1).astype(index))
+
+    init = jnp.full(m, -jnp.inf, out), jnp.zeros(m, index)
+    bases = jnp.arange(nt, dtype=index) * tile
+    (cval, cidx), (rval, ridx) = lax.scan(step, init, (tiles, bases))
+    return rval.reshape(-1)[:n], ridx.reshape(-1)[:n], cval, cidx
+
+
 @functools.partial(jax.jit, static_argnames=_STATIC + ("size",))
 def _row_pairs(a, b, zd, thr, *, kind, out, tile, tile_n, tile_m, fmt, compute, size):
     n = jax.tree_util.tree_leaves(a)[0].shape[0]
@@ -163,6 +202,9 @@ def _options(items: Items, budget: int, per_pair: int) -> dict[str, Any]:
 # Bytes per pair of a tile in flight: box formulas hold a few (T, M, d) temporaries; mask tiles
 # hold the (T, M) values and the AND-ed words, budgeted apart.
 _PER_PAIR = {"box": 64, "mask": 16}
+# The maxima hold one (T, M) tile of values and its masked copy (8 bytes a pair; counted twice).
+# Tiles of a few MB are also the fastest on CPU: fewer steps than smaller ones, and in the cache.
+_PER_PAIR_MAX = {"box": 16, "mask": 16}
 
 
 def _empty_max(n: int, out: str) -> tuple[Any, Any]:
@@ -173,11 +215,7 @@ def iou_max(items: Items, *, budget: int) -> tuple[Any, ...]:
     if items.n == 0 or items.m == 0:
         return (*_empty_max(items.n, items.out), *_empty_max(items.m, items.out))
     zd = jnp.asarray(items.zd, items.compute)
-    result = []
-    for it in (items, items.swapped()):
-        vals, idx = _row_topk(it.a, it.b, zd, k=1, **_options(it, budget, _PER_PAIR[it.kind]))
-        result += [vals[:, 0], idx[:, 0]]
-    return tuple(result)
+    return _both_max(items.a, items.b, zd, **_options(items, budget, _PER_PAIR_MAX[items.kind]))
 
 
 def iou_topk(items: Items, k: int, *, budget: int) -> tuple[Any, Any]:
