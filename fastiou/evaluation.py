@@ -5,7 +5,7 @@ compiled calls, whatever the number of images: the objects of every image are co
 *segmented* kernel computes only the pairs within an image (the ``G_i x P_i`` blocks, one after
 another); the greedy matching then runs over all the blocks in one call as well. Dense masks are
 packed to bits one image at a time (each image arrives as its own array; the JAX engine writes
-every image's words into one buffer, in place), then the IoU of every image of one mask size is
+every image's words into one buffer), then the IoU of every image of one mask size is
 one call (on the JAX engine, of every image whatever its size, with compiled programs that do
 not depend on the sizes); COCO RLE is read in one call and its IoU is one call too.
 
@@ -17,8 +17,10 @@ Where the data lives
   the matching; only the per-object results (matched prediction and its IoU, ``O(G)`` numbers)
   are copied to the host, where the report is assembled. Scores (one number a prediction) are
   read on the host, where they are checked, and sent back with the offsets.
-- jax (JAX engine): masks are packed and the segmented IoU runs under ``jax.jit`` on jax's
-  device; per-image boxes (a few bytes an object) are concatenated on the host and sent back
+- jax (JAX engine): masks are packed on jax's device (on CPU, where jax arrays are host memory,
+  by NumPy without a copy), the areas of their rows of words read on the host, and the
+  segmented IoU runs under ``jax.jit`` on the device, over the rows that both masks of a pair
+  reach; per-image boxes (a few bytes an object) are concatenated on the host and sent back
   in one transfer. The IoU blocks (the ``G_i x P_i`` values of each image, never the masks) are
   copied to the host for the compiled greedy matching. :func:`evaluate_step` is the jit-able
   form for padded batches (e.g. inside a jitted validation step); its result stays on the device.
@@ -514,7 +516,7 @@ def _pack_image(func: str, name: str, x: Any, engine: Any, budget: int) -> tuple
 def _mask_blocks(func: str, data: _Images, blocks: np.ndarray) -> Any:
     """Pack each image's masks (each image is its own array) and compute the blocks of every
     image of one mask size in one call. The JAX engine packs every image, whatever its size, into
-    rows of one buffer, in place, and computes every block in one call
+    rows of one buffer, and computes every block in one call
     (``ragged.image_mask_iou``): its compiled programs do not depend on the mask sizes."""
     engine = data.engine
     budget = _validate.DEFAULT_MEMORY_BUDGET

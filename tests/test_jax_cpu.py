@@ -449,17 +449,13 @@ def pack_one_chunk(images):
     return words, area
 
 
-@pytest.mark.parametrize("pack, block_bytes", [("images", None), ("blocks", 1 << 22),
-                                               ("blocks", 600)])
-def test_packed_rows_counts_match_reference(monkeypatch, pack, block_bytes):
+@pytest.mark.parametrize("pack", ["images", "host"])
+def test_packed_rows_counts_match_reference(monkeypatch, pack):
     """Rows of every image one after another, rows past them zero; popcounts of the words are the
     areas and those of AND-ed rows the intersections, for bool and integer masks (256 is
-    foreground), H W a multiple of 32 or not; the caller's arrays stay alive. Per image ("images"),
-    and in blocks of masks copied on the host ("blocks", the CPU default), with blocks that cut
-    images apart (600 bytes: a few masks a block)."""
+    foreground), H W a multiple of 32 or not; the caller's arrays stay alive. Per image
+    ("images"), and by NumPy on the host ("host", the CPU default)."""
     monkeypatch.setattr(jax_ragged, "PACK", pack)
-    if block_bytes:
-        monkeypatch.setattr(jax_ragged, "_BLOCK_BYTES", block_bytes)
     rng = np.random.default_rng(12)
     for h, w, dtype in [(5, 9, np.bool_), (4, 8, np.int16), (7, 40, np.uint8)]:
         images = [rng.random((n, h, w)) < 0.4 for n in (2, 0, 3, 1, 7, 5)]
@@ -510,18 +506,19 @@ def test_evaluate_masks_match_reference_and_reuse_compiled_packing():
         np.testing.assert_allclose(report.per_object["iou"], iou, rtol=1e-6)
         assert (pred_index >= 0).sum() >= 3
         if k == 0:
-            compiled = jax_ragged._pack_into._cache_size()
-    assert jax_ragged._pack_into._cache_size() == compiled
+            compiled = (jax_ragged._row_areas._cache_size(), jax_ragged._span_pairs._cache_size())
+    assert (jax_ragged._row_areas._cache_size(), jax_ragged._span_pairs._cache_size()) == compiled
 
 
-def test_packing_in_blocks_compiles_one_program_for_any_mask_counts(monkeypatch):
-    """On CPU ("blocks") images with nine different numbers of masks are packed by one compiled
-    program (per image, "images", it would be nine), and the rows are those of each image."""
-    monkeypatch.setattr(jax_ragged, "PACK", "blocks")
+def test_packing_on_the_host_compiles_one_program_for_any_mask_counts(monkeypatch):
+    """On CPU ("host") images with nine different numbers of masks are packed by NumPy and their
+    areas counted by one compiled program (per image, "images", nine packing programs), and the
+    rows are those of each image."""
+    monkeypatch.setattr(jax_ragged, "PACK", "host")
     rng = np.random.default_rng(13)
     images = [rng.random((n, 6, 11)) < 0.3 for n in range(1, 10)]
-    before = jax_ragged._pack_into._cache_size()
+    before = jax_ragged._row_areas._cache_size()
     words, area = pack_one_chunk([jnp.asarray(m) for m in images])
-    assert jax_ragged._pack_into._cache_size() - before <= 1
+    assert jax_ragged._row_areas._cache_size() - before <= 1
     flat = np.concatenate([m.reshape(m.shape[0], -1) for m in images])
     np.testing.assert_array_equal(np.asarray(area)[:flat.shape[0]], flat.sum(1))

@@ -4,7 +4,7 @@ of compiled programs that does not grow with the number of distinct (H, W).
 Every mask is packed into rows of ``ragged.CHUNK`` words, so sizes whose pixel count is and is
 not a multiple of 32, 256 and of a row (8,192 pixels) are covered, as are 1 x N and N x 1 masks,
 zero-pixel masks, empty and full masks, images without ground truth or without predictions.
-Both ways of feeding the packing run ("blocks", the CPU default, and "images", the GPU/TPU one).
+Both ways of packing run ("host", the CPU default, and "images", the GPU/TPU one).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ SIZES_IMAGES = [SIZES[k] for k in (0, 1, 5, 7, 8, 9, 11)]
 
 
 def _sizes(pack: str) -> list[tuple[int, int, int, int]]:
-    return SIZES if pack == "blocks" else SIZES_IMAGES
+    return SIZES if pack == "host" else SIZES_IMAGES
 
 
 def _dataset(seed: int, sizes=SIZES) -> tuple[list[np.ndarray], list[np.ndarray], list]:
@@ -79,7 +79,7 @@ def _float32_ratio(g: np.ndarray, p: np.ndarray) -> np.ndarray:
     return np.where(union > 0, value.astype(np.float32), np.float32(0))
 
 
-@pytest.fixture(params=["blocks", "images"])
+@pytest.fixture(params=["host", "images"])
 def pack(request, monkeypatch):
     monkeypatch.setattr(ragged, "PACK", request.param)
     return request.param
@@ -155,11 +155,11 @@ def test_evaluate_matches_numba_and_reference(pack):
 
 
 def test_one_program_for_many_sizes(pack):
-    """Ten images of ten distinct sizes compile one counting program, and on CPU ("blocks") at
-    most two packing programs (ground truth and predictions); ten other sizes then compile
-    nothing new. Per image ("images", four sizes) the packing compiles per distinct mask shape,
-    the counting still once."""
-    count_sizes = 10 if pack == "blocks" else 4
+    """Ten images of ten distinct sizes compile one counting program, and on CPU ("host") at
+    most two area programs (ground truth and predictions) and no packing program; ten other
+    sizes then compile nothing new. Per image ("images", four sizes) the packing compiles per
+    distinct mask shape, the counting still once."""
+    count_sizes = 10 if pack == "host" else 4
 
     def sizes(base: int) -> list[tuple[int, int, int, int]]:
         return [(3, 4, base + 3 * k, 2 * base - 5 * k) for k in range(count_sizes)]
@@ -170,21 +170,21 @@ def test_one_program_for_many_sizes(pack):
                          scores=scores)
 
     assert len({h * w for *_, h, w in sizes(40) + sizes(43)}) == 2 * count_sizes
-    count, pack_into, per_image = (ragged._mask_pairs._cache_size(),
-                                   ragged._pack_into._cache_size(),
-                                   ragged._pack_image._cache_size())
+    count, areas, per_image = (ragged._span_pairs._cache_size(),
+                               ragged._row_areas._cache_size(),
+                               ragged._pack_image._cache_size())
     run(40)
-    assert ragged._mask_pairs._cache_size() - count <= 1
-    if pack == "blocks":
-        assert ragged._pack_into._cache_size() - pack_into <= 2
+    assert ragged._span_pairs._cache_size() - count <= 1
+    if pack == "host":
+        assert ragged._row_areas._cache_size() - areas <= 2
         assert ragged._pack_image._cache_size() == per_image
     else:
         assert ragged._pack_image._cache_size() - per_image >= count_sizes
-    count, pack_into = ragged._mask_pairs._cache_size(), ragged._pack_into._cache_size()
+    count, areas = ragged._span_pairs._cache_size(), ragged._row_areas._cache_size()
     run(43)
-    assert ragged._mask_pairs._cache_size() == count
-    if pack == "blocks":
-        assert ragged._pack_into._cache_size() == pack_into
+    assert ragged._span_pairs._cache_size() == count
+    if pack == "host":
+        assert ragged._row_areas._cache_size() == areas
 
 
 def test_sizes_of_several_rows_share_the_count():
@@ -193,9 +193,9 @@ def test_sizes_of_several_rows_share_the_count():
     sizes = [(2, 3, 100, 300), (2, 2, 16, 16), (3, 2, 200, 200), (1, 3, 90, 91), (2, 2, 1, 9000)]
     assert sorted({ragged._chunks(h * w) for *_, h, w in sizes}) == [1, 2, 4, 5]
     gt, pred, _ = _dataset(4, sizes)
-    count = ragged._mask_pairs._cache_size()
+    count = ragged._span_pairs._cache_size()
     values = np.asarray(_blocks(gt, pred))
-    assert ragged._mask_pairs._cache_size() - count <= 1
+    assert ragged._span_pairs._cache_size() - count <= 1
     want = np.concatenate([_reference(g, p).reshape(-1) for g, p in zip(gt, pred)])
     np.testing.assert_allclose(values, want, rtol=1e-6, atol=0)
 
@@ -215,14 +215,70 @@ def test_bad_masks_of_many_sizes_are_refused():
 
 
 def test_masks_of_several_rows_and_one_row_count_alike():
-    """Images whose masks all have three rows of CHUNK words (three sizes) are counted as one
-    row of 3 CHUNK words a mask; with one more image of another size, as rows one at a time. The
-    values are the same, and those of the reference."""
+    """Images whose masks all have three rows of CHUNK words (three sizes) give the same values
+    alone as with one more image of one row a mask after them, and those of the reference."""
     sizes = [(2, 3, 100, 170), (3, 2, 90, 200), (1, 2, 120, 150)]
     assert {ragged._chunks(h * w) for *_, h, w in sizes} == {3}
     gt, pred, _ = _dataset(6, sizes + [(2, 2, 16, 16)])
-    merged = np.asarray(_blocks(gt[:3], pred[:3]))
+    alone = np.asarray(_blocks(gt[:3], pred[:3]))
     rows = np.asarray(_blocks(gt, pred))
     want = np.concatenate([_reference(g, p).reshape(-1) for g, p in zip(gt, pred)])
     np.testing.assert_allclose(rows, want, rtol=1e-6, atol=0)
-    np.testing.assert_array_equal(merged, rows[:merged.shape[0]])
+    np.testing.assert_array_equal(alone, rows[:alone.shape[0]])
+
+
+def _bands(rows: list[list[tuple[int, ...]]], h: int, w: int) -> np.ndarray:
+    """Masks ``(len(rows), h, w)``: mask k is foreground on the image rows ``[a, b)`` of each
+    ``(a, b)`` of ``rows[k]``, and on the pixel ``p`` of the flattened mask of each ``(p,)``."""
+    out = np.zeros((len(rows), h, w), bool)
+    for mask, spans in zip(out, rows):
+        for span in spans:
+            if len(span) == 1:
+                mask.reshape(-1)[span[0]] = True
+            else:
+                mask[span[0]:span[1]] = True
+    return out
+
+
+def test_pairs_are_counted_over_the_rows_both_masks_reach(monkeypatch, pack):
+    """Masks of several rows of CHUNK words with set bits only in some rows: bands that end on a
+    row's first or last bit, that straddle two rows, two bands with empty rows between, single
+    pixels at the first and last pixel, empty and full masks. The values equal the float32 ratio
+    of the exact counts bit for bit, and every pair is counted over exactly the rows from the
+    later of its masks' first rows with a set bit to the earlier of their last ones."""
+    entries = []
+    span_pairs = ragged._span_pairs
+
+    def spy(w1, w2, r1, r2, pair, *args, **kwargs):
+        entries.append(int((np.asarray(pair) < args[0].shape[0]).sum()))
+        return span_pairs(w1, w2, r1, r2, pair, *args, **kwargs)
+
+    monkeypatch.setattr(ragged, "_span_pairs", spy)
+    row = ragged.CHUNK * 32  # pixels of one row of words
+    # 96 x 256: three rows of words (32 image rows each); 100 x 170: 17,000 pixels, three rows,
+    # the last one partly past the mask.
+    kinds = [[(0, 32)], [(32, 64)], [(64, 96)], [(31, 33)], [(0, 32), (64, 96)], [],
+             [(0,), (row - 1,)], [(row,), (3 * row - 1,)], [(0, 96)], [(5, 6)],
+             [(40, 41), (90, 91)]]
+    gt = [_bands(kinds[:6], 96, 256), _bands(kinds[6:], 96, 256),
+          _bands([[(0, 48)], [(16999,)], [(49, 50)], []], 100, 170)]
+    pred = [_bands(kinds[3:] + kinds[:1], 96, 256), _bands(kinds[:7], 96, 256),
+            _bands([[(48, 100)], [(0,)], [(0, 100)], [(60, 61)], [(16999,)]], 100, 170)]
+    values = np.asarray(_blocks(gt, pred))
+    exact = np.concatenate([_float32_ratio(g, p).reshape(-1) for g, p in zip(gt, pred)])
+    np.testing.assert_array_equal(values, exact)
+    assert (exact == 0).sum() > 10 and (exact == 1).sum() >= 3 and ((exact > 0) & (exact < 1)).any()
+
+    def reach(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """First and last row of words with a set bit of each mask (0, -1 when empty)."""
+        flat = m.reshape(m.shape[0], -1)
+        lo = np.array([np.flatnonzero(f)[0] // row if f.any() else 0 for f in flat])
+        hi = np.array([np.flatnonzero(f)[-1] // row if f.any() else -1 for f in flat])
+        return lo, hi
+
+    want = 0
+    for g, p in zip(gt, pred):
+        (lo1, hi1), (lo2, hi2) = reach(g), reach(p)
+        span = np.minimum(hi1[:, None], hi2[None]) - np.maximum(lo1[:, None], lo2[None]) + 1
+        want += int(np.clip(span, 0, None).sum())
+    assert entries == [want] and 0 < want < sum(len(g) * len(p) * 3 for g, p in zip(gt, pred))

@@ -20,12 +20,14 @@ masks and adds on CPU, where XLA runs ``population_count`` one word at a time (1
 1-10 x 10 masks at 480 x 640: 0.42 s -> 0.055 s; Numba 0.010 s).
 
 Masks of images of many sizes (:func:`image_mask_iou`, behind ``evaluate``) are packed into
-rows of ``CHUNK`` words, as many rows a mask as its pixels need, so that one packing program
-and one counting program serve every size, instead of a few programs for each distinct
-(H, W) (COCO val2017 has hundreds). Measured on 2 cores, 20 images of 20 sizes between 300 and
-640 pixels a side (3 x 5 masks each), fresh processes: first call 10.1-11.5 s -> 1.6-1.8 s, as
-for 20 images of one size (1.4-1.9 s); later calls 0.09-0.11 s -> 0.04 s. Images of one size
-run as before (masks of several rows are counted as one row of their words).
+rows of ``CHUNK`` words, as many rows a mask as its pixels need, so that the programs serve
+every size, instead of a few programs for each distinct (H, W) (COCO val2017 has hundreds).
+Measured on 2 cores, 20 images of 20 sizes between 300 and 640 pixels a side (3 x 5 masks
+each), fresh processes: first call 10.1-11.5 s -> 1.6-1.8 s, as for 20 images of one size
+(1.4-1.9 s). On CPU the masks are packed by NumPy where jax keeps them (host memory), and
+each pair is counted only over the rows that both its masks reach (see :func:`image_mask_iou`):
+500 images of 480 x 640 with 1-10 x 10 masks (``benchmarks/evaluate.py``), fresh arrays, in one
+process on 2 cores: ``evaluate`` 2.0 s -> 0.34 s (Numba 0.37 s).
 """
 
 from __future__ import annotations
@@ -228,60 +230,24 @@ def _swar_rows(x: Any, group: int) -> Any:
     return jnp.sum(y, axis=1, dtype=jnp.uint32)
 
 
-@functools.partial(jax.jit, static_argnames=("padded", "tile", "group", "merge", "single"))
-def _mask_pairs(w1, a1, w2, a2, off1, off2, start, row1, row2, chunks, perm, zd, *, padded,
-                tile, group, merge, single):
+@functools.partial(jax.jit, static_argnames=("padded", "tile", "group"))
+def _mask_pairs(w1, a1, w2, a2, off1, off2, start, zd, *, padded, tile, group):
     """IoU of the pairs of segments ``off1 x off2`` -> ``(padded,)`` float32.
 
-    ``w1 (R1, C)`` are packed rows and ``a1 (R1,)`` their set bits (the same for set 2). Mask
-    ``i`` of segment ``s`` is the ``chunks[s]`` rows from ``row1[s] + (i - off1[s]) chunks[s]``.
-    Pairs are counted ``tile`` at a time (``tile`` divides ``padded``), one row of each pair per
-    step, for as many steps as the tile's longest mask has rows. With ``perm`` ``(padded,)``,
-    element ``k`` of the result is pair ``perm[k]``. ``merge > 1`` (with ``single``): every
-    mask has ``merge`` rows (and ``merge`` divides ``R1`` and ``R2``), counted as one row of
-    ``merge C`` words, in one step (measured on 2 cores, 100 images of 480 x 640: 16 ms; 29 ms in
-    38 steps).
-    ``single``: every mask is (then) one row, mask ``i`` row ``i``: no loop over the rows, which
-    halves the compilation (0.6 s instead of 1.1 s on CPU)."""
-    if merge > 1:
-        w1, w2 = (w.reshape(-1, merge * w.shape[1]) for w in (w1, w2))
-        a1, a2 = (a.reshape(-1, merge).sum(1, dtype=a.dtype) for a in (a1, a2))
-    i, j, seg = _pairs(off1, off2, start, padded)
+    ``w1 (K1, C)`` are packed masks (one row a mask) and ``a1 (K1,)`` their areas (the same for
+    set 2). Pairs are counted ``tile`` at a time (``tile`` divides ``padded``)."""
+    i, j, _ = _pairs(off1, off2, start, padded)
 
-    def count(x):
-        if group:
-            return _swar_rows(x, group)
-        return jnp.sum(lax.population_count(x), axis=1, dtype=jnp.uint32)
-
-    def one_row(rows):  # mask i is row i
+    def one_row(rows):
         p, q = rows
-        return count(w1[p] & w2[q]), a1[p], a2[q]
+        return _row_counts(w1[p] & w2[q], group), a1[p], a2[q]
 
-    def rows_of(rows):
-        r1, r2, k = rows
-
-        def step(c, acc):
-            ok = c < k
-            p, q = jnp.where(ok, r1 + c, 0), jnp.where(ok, r2 + c, 0)
-            return tuple(s + jnp.where(ok, v, jnp.zeros((), v.dtype))
-                         for s, v in zip(acc, one_row((p, q))))
-
-        init = (jnp.zeros(tile, jnp.uint32), jnp.zeros(tile, a1.dtype), jnp.zeros(tile, a2.dtype))
-        return lax.fori_loop(0, jnp.max(k), step, init)
-
-    if single:
-        tiles = (i, j)
-    else:
-        k = chunks[seg]
-        tiles = (row1[seg] + (i - off1[seg]) * k, row2[seg] + (j - off2[seg]) * k, k)
-    fn = one_row if single else rows_of
     if tile == padded:  # one tile: no loop over the tiles (a shorter compilation)
-        inter, area1, area2 = fn(tiles)
+        inter, area1, area2 = one_row((i, j))
     else:
         inter, area1, area2 = (v.reshape(-1) for v in lax.map(
-            fn, tuple(v.reshape(-1, tile) for v in tiles)))
-    value = _ratio(inter, area1, area2, "iou", jnp.asarray(zd, jnp.float32))
-    return value if perm is None else value[perm]
+            one_row, (i.reshape(-1, tile), j.reshape(-1, tile))))
+    return _ratio(inter, area1, area2, "iou", jnp.asarray(zd, jnp.float32))
 
 
 def _pad_segments(a: np.ndarray, length: int) -> np.ndarray:
@@ -290,32 +256,11 @@ def _pad_segments(a: np.ndarray, length: int) -> np.ndarray:
     return np.concatenate([a, np.repeat(a[-1:], length - a.shape[0])])
 
 
-def _count_pairs(func: str, w1: Any, a1: Any, w2: Any, a2: Any, off1: np.ndarray,
-                 off2: np.ndarray, start: np.ndarray, row1: np.ndarray, row2: np.ndarray,
-                 chunks: np.ndarray, perm: np.ndarray | None, zd: float, budget: int) -> Any:
-    """Host side of :func:`_mask_pairs`: checked int32 offsets, segments and pairs padded to
-    buckets, the tile within ``budget`` bytes. Returns the ``(total,)`` values."""
-    total, n = int(start[-1]), off1.shape[0] - 1
-    segments = _bucket(n, least=1)
-    off1, off2, start = (_pad_segments(a, segments + 1) for a in (off1, off2, start))
-    *offsets, padded = _device_offsets(func, off1, off2, start)
-    row1, row2, chunks = (_pad_segments(a, segments).astype(np.int32) for a in (row1, row2, chunks))
-    uniform = bool(np.all(chunks[:n] == chunks[0]))
-    merge = int(chunks[0]) if uniform and chunks[0] > 1 and not (
-        w1.shape[0] % chunks[0] or w2.shape[0] % chunks[0]) else 1
-    words = merge * w1.shape[1]
-    tile = max(1, budget // (4 * max(1, words)))  # pairs whose rows of set 1 fit budget
-    if not uniform:  # masks of several sizes: tiles of similar sizes
-        tile = min(tile, max(64, padded // 16))
-    if tile < padded:  # a power of two that divides padded
-        tile = min(1 << (tile.bit_length() - 1), padded & -padded)
-    tile = min(tile, padded)
-    if perm is not None:
-        perm = jnp.asarray(np.concatenate([perm, np.zeros(padded - total, np.int64)])
-                           .astype(np.int32))
-    return _mask_pairs(w1, a1, w2, a2, *offsets, row1, row2, chunks, perm, zd, padded=padded,
-                       tile=tile, group=_mask_group(words), merge=merge,
-                       single=uniform and (merge > 1 or int(chunks[0]) == 1))[:total]
+def _tile(budget: int, words: int, padded: int) -> int:
+    """Elements of one tile: those whose rows of ``words`` words fit ``budget`` bytes, a power
+    of two that divides ``padded`` (or ``padded`` itself)."""
+    tile = max(1, budget // (4 * max(1, words)))
+    return padded if tile >= padded else min(1 << (tile.bit_length() - 1), padded & -padded)
 
 
 def mask_iou(w1: Any, a1: Any, w2: Any, a2: Any, off1: np.ndarray, off2: np.ndarray,
@@ -323,16 +268,64 @@ def mask_iou(w1: Any, a1: Any, w2: Any, a2: Any, off1: np.ndarray, off2: np.ndar
     """Blocks of packed masks ``w1 (K1, L)`` x ``w2 (K2, L)`` (uint32 words, one row a mask)
     and their areas ``a1 (K1,)``, ``a2 (K2,)``; returns the flat ``(total,)`` float32 values.
     Pairs are counted a tile at a time within ``budget`` bytes."""
-    if int(start[-1]) == 0:
+    total = int(start[-1])
+    if total == 0:
         return jnp.zeros((0,), jnp.float32)
-    ones = np.ones(off1.shape[0] - 1, np.int64)
-    return _count_pairs("segmented_mask_iou", w1, a1, w2, a2, off1, off2, start, off1[:-1],
-                        off2[:-1], ones, None, zero_division, budget)
+    segments = _bucket(off1.shape[0] - 1, least=1)
+    off1, off2, start = (_pad_segments(a, segments + 1) for a in (off1, off2, start))
+    *offsets, padded = _device_offsets("segmented_mask_iou", off1, off2, start)
+    words = w1.shape[1]
+    return _mask_pairs(w1, a1, w2, a2, *offsets, zero_division, padded=padded,
+                       tile=_tile(budget, words, padded), group=_mask_group(words))[:total]
 
 
 def _chunks(pixels: int) -> int:
     """Rows of ``CHUNK`` words that a mask of ``pixels`` pixels is packed into."""
     return -(-pixels // (BITS * CHUNK))
+
+
+def _row_counts(x: Any, group: int) -> Any:
+    """Set bits of each row of ``x (T, C)`` uint32 words -> ``(T,)`` uint32: by
+    :func:`_swar_rows` when ``group`` (see :func:`_mask_group`), by popcount otherwise."""
+    if group:
+        return _swar_rows(x, group)
+    return jnp.sum(lax.population_count(x), axis=1, dtype=jnp.uint32)
+
+
+@functools.partial(jax.jit, static_argnames=("tile", "group"))
+def _span_pairs(w1, w2, r1, r2, pair, area1, area2, *, tile, group):
+    """IoU of pairs of masks from the rows that both may cover -> ``(P,)`` float32.
+
+    Entry ``e`` of ``r1, r2, pair (E,)``: row ``r1[e]`` of ``w1 (R1, C)`` and row ``r2[e]`` of
+    ``w2 (R2, C)`` (uint32 words) are rows of the two masks of pair ``pair[e]``; a pair's
+    entries are consecutive, a pair ``>= P`` is padding (dropped). ``area1, area2 (P,)``: the
+    areas of each pair's masks. Entries are counted ``tile`` at a time (``tile`` divides E)."""
+    def count(rows):
+        p, q = rows
+        return _row_counts(w1[p] & w2[q], group)
+
+    if tile == r1.shape[0]:
+        counts = count((r1, r2))
+    else:
+        counts = lax.map(count, (r1.reshape(-1, tile), r2.reshape(-1, tile))).reshape(-1)
+    inter = jnp.zeros(area1.shape[0], jnp.uint32).at[pair].add(
+        counts, mode="drop", indices_are_sorted=True)
+    return _ratio(inter, area1, area2, "iou", jnp.float32(0))
+
+
+def _mask_rows(area: np.ndarray, first: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per mask (rows ``first[k]`` to ``first[k] + rows[k]``, one after another, of the
+    ``area`` of each packed row): its area and the first and last of its rows that hold a set
+    bit, counted from ``first[k]`` (an empty mask: first 0, last -1)."""
+    count = first.shape[0]
+    total, lo, hi = np.zeros(count, np.int64), np.zeros(count, np.int64), np.full(count, -1)
+    has = np.flatnonzero(rows > 0)
+    if has.size:
+        at, index = first[has], np.arange(area.shape[0])
+        total[has] = np.add.reduceat(area, at)
+        lo[has] = np.minimum.reduceat(np.where(area > 0, index, area.shape[0]), at) - at
+        hi[has] = np.maximum.reduceat(np.where(area > 0, index, -1), at) - at
+    return total, lo, hi
 
 
 def image_mask_iou(gt: list[Any], pred: list[Any], *, budget: int) -> Any:
@@ -344,41 +337,68 @@ def image_mask_iou(gt: list[Any], pred: list[Any], *, budget: int) -> Any:
     gt, pred : lists of Array[G_i, H_i, W_i] and Array[P_i, H_i, W_i]
         The masks of each image (bool or integer, checked; non-zero is foreground).
     budget : int
-        Bytes of the temporaries of one tile of pairs.
+        Bytes of the temporaries of one tile of rows.
 
     Returns
     -------
     Array[sum G_i P_i] float32
         Each image's ``G_i x P_i`` block (row-major), one image after another; union 0 gives 0.
 
-    Every mask is packed into ``_chunks(H_i W_i)`` rows of ``CHUNK`` words (pixel
-    ``8192 c + 256 b + l`` of the flattened mask is bit ``b`` of word ``l`` of row ``c``; zeros
-    past ``H_i W_i``), so that one packing program and one counting program serve every size;
-    only counts of AND-ed rows are taken, and pairs only pair rows of masks of one image. The
-    images are counted in the order of their row counts, so that a tile of pairs has masks of
-    similar sizes, and the values put back in the images' order.
+    Every mask is packed into ``_chunks(H_i W_i)`` rows of ``CHUNK`` words (see
+    :func:`_pack_rows`; zeros past ``H_i W_i``), so that the compiled programs serve every size;
+    only counts of AND-ed rows are taken. The areas of the rows are read on the host, and a pair
+    of masks is counted over the rows from the later of their first rows with a set bit to the
+    earlier of their last ones, one entry per row (100 images of 480 x 640 with 1-10 x 10
+    rectangles, as in ``benchmarks/evaluate.py``: 4.6 % of the rows of every pair).
     """
     n = np.array([int(x.shape[0]) for x in gt], np.int64)
     m = np.array([int(x.shape[0]) for x in pred], np.int64)
-    if not gt or int((n * m).sum()) == 0:
-        return jnp.zeros((0,), jnp.float32)
-    chunks = np.array([_chunks(int(x.shape[1]) * int(x.shape[2])) for x in gt], np.int64)
-    order = np.argsort(chunks, kind="stable")
     size = n * m
-    start = np.concatenate([[0], np.cumsum(size[order])])
-    perm = None
-    if np.any(order != np.arange(order.shape[0])):
-        rank = np.empty_like(order)
-        rank[order] = np.arange(order.shape[0])
-        here = np.concatenate([[0], np.cumsum(size)])
-        perm = np.repeat(start[rank] - here[:-1], size) + np.arange(int(here[-1]))
-    sets = [_pack_rows("evaluate", [side[i] for i in order], chunks[order], CHUNK)
-            for side in (gt, pred)]
-    (w1, a1, row1), (w2, a2, row2) = sets
-    off1 = np.concatenate([[0], np.cumsum(n[order])])
-    off2 = np.concatenate([[0], np.cumsum(m[order])])
-    return _count_pairs("evaluate", w1, a1, w2, a2, off1, off2, start, row1, row2, chunks[order],
-                        perm, 0.0, budget)
+    total = int(size.sum()) if gt else 0
+    if total == 0:
+        return jnp.zeros((0,), jnp.float32)
+    pairs = _bucket(total)  # padded: datasets of similar size share the compiled count
+    if pairs > _INT32_MAX:
+        raise ValueError(f"evaluate: the JAX engine indexes with int32, and this call has {total} "
+                         "pairs of masks; split the dataset")
+    chunks = np.array([_chunks(int(x.shape[1]) * int(x.shape[2])) for x in gt], np.int64)
+    group = _mask_group(CHUNK)
+    sets = []
+    for side, count in ((gt, n), (pred, m)):
+        words, area, _ = _pack_rows("evaluate", side, chunks, CHUNK)
+        rows = np.repeat(chunks, count)  # rows of each mask, masks one after another
+        first = np.concatenate([[0], np.cumsum(rows)[:-1]])
+        sets.append((words, first, *_mask_rows(np.asarray(area).astype(np.int64), first, rows)))
+    (w1, first1, area1, lo1, hi1), (w2, first2, area2, lo2, hi2) = sets
+    # Pair t of image i is (gt u, pred v) of that image, t = start[i] + u m[i] + v.
+    start = np.concatenate([[0], np.cumsum(size)])
+    image = np.repeat(np.arange(n.shape[0]), size)
+    local = np.arange(total) - start[image]
+    p = np.concatenate([[0], np.cumsum(n)])[image] + local // m[image]
+    q = np.concatenate([[0], np.cumsum(m)])[image] + local % m[image]
+    lo = np.maximum(lo1[p], lo2[q])
+    span = np.maximum(np.minimum(hi1[p], hi2[q]) - lo + 1, 0)
+    entries = int(span.sum())
+    padded = _bucket(entries)
+    if padded > _INT32_MAX:
+        raise ValueError(f"evaluate: the JAX engine indexes with int32, and this call counts "
+                         f"{entries} rows of pairs of masks; split the dataset")
+    pair = np.repeat(np.arange(total), span)
+    step = np.arange(entries) - np.repeat(np.cumsum(span) - span, span)
+
+    def entry(values: np.ndarray, fill: int) -> Any:
+        return jnp.asarray(np.concatenate([values, np.full(padded - entries, fill)])
+                           .astype(np.int32))
+
+    def per_pair(values: np.ndarray) -> Any:
+        return jnp.asarray(np.concatenate([values, np.zeros(pairs - total, np.int64)])
+                           .astype(_count_dtype()))
+
+    r1 = entry((first1[p] + lo)[pair] + step, 0)
+    r2 = entry((first2[q] + lo)[pair] + step, 0)
+    return _span_pairs(w1, w2, r1, r2, entry(pair, pairs), per_pair(area1[p]),
+                       per_pair(area2[q]), tile=_tile(budget, CHUNK, padded),
+                       group=group)[:total]
 
 
 def _flat_words(pixels: int) -> int:
@@ -396,7 +416,7 @@ def _pack_flat(x: Any) -> Any:
     ``H W``) is bit ``b`` of word ``l``. So a word is a sum of 32 shifted 0/1 bytes taken
     elementwise along ``L``, down the leading axis, which XLA:CPU vectorizes (480 x 640 bool
     masks on 2 cores: about 6 Gpixel/s, where ``x.astype(uint8)`` alone runs at 6 to 8 and the
-    row layout's sum along the last axis at 2.2). In :func:`_pack_into` XLA fuses all of it into
+    row layout's sum along the last axis at 2.2). In :func:`_pack_image` XLA fuses all of it into
     the write of the rows: no temporary, whether ``H W`` is a multiple of 32 or not."""
     n, pixels = x.shape[0], x.shape[1] * x.shape[2]
     words = _flat_words(pixels)
@@ -417,10 +437,6 @@ def _write(words: Any, area: Any, x: Any, row: Any) -> tuple[Any, Any]:
     return words, lax.dynamic_update_slice(area, a, (row,))
 
 
-# In place: the buffers are donated. A block ``x (N, 32, L)`` is N rows of 32 L pixels.
-_pack_into = jax.jit(_write, donate_argnums=(0, 1))
-
-
 @functools.partial(jax.jit, static_argnames=("chunks", "words"), donate_argnums=(0, 1))
 def _pack_image(buf, area, x, row, *, chunks, words):
     """One image's masks ``x (N, H, W)``, zeros past ``H W``, as ``N chunks`` rows of
@@ -430,21 +446,49 @@ def _pack_image(buf, area, x, row, *, chunks, words):
     return _write(buf, area, x.reshape(n * chunks, BITS, words), row)
 
 
-# How :func:`image_mask_iou` feeds the packing: None chooses by
-# ``jax.default_backend()`` ("blocks" on CPU, "images" elsewhere); tests set either one.
+@functools.partial(jax.jit, static_argnames=("group",))
+def _row_areas(words, *, group):
+    """Set bits of each row of ``words (R, L)`` uint32 -> ``(R,)``."""
+    return _row_counts(words, group).astype(_count_dtype())
+
+
+# How :func:`image_mask_iou` packs the masks: None chooses by ``jax.default_backend()``
+# ("host" on CPU, "images" elsewhere); tests set either one.
 # "images": one jitted call per image, which compiles one program per distinct shape of an
-# image's masks (0.3-0.7 s each on CPU). "blocks": the masks, on the host already, copied into
-# blocks of a fixed number of rows (at most _BLOCK_BYTES each, whole masks) and one jitted call
-# per block: one program for the whole dataset, at the cost of one copy of the masks at memory
-# speed.
+# image's masks (0.3-0.7 s each on CPU). "host": jax arrays on the CPU are host memory that NumPy
+# reads without a copy; every mask is packed by ``np.packbits`` (one read of the masks, near
+# memory speed) straight into one aligned host buffer, which jax then uses without a copy, and
+# only the areas are counted by a compiled program (one for every size).
 PACK: str | None = None
-_BLOCK_BYTES = 1 << 22
+# Alignment of the host buffer of "host": XLA:CPU uses a NumPy array in place (no copy) when its
+# data is aligned so.
+_ALIGN = 64
 
 
 def _bucket(count: int, least: int = 8) -> int:
     """``count`` rounded up to one of eight sizes per power of two (to ``least`` at least)."""
     step = 1 << max(0, count.bit_length() - 3)
     return max(least, -(-count // step) * step)
+
+
+def _pack_host(masks: list[Any], chunks: np.ndarray, row: np.ndarray, rows: int,
+               words: int) -> Any:
+    """``words (rows, words)`` uint32 on jax's CPU device: the masks of image ``i`` packed
+    from row ``row[i]`` on, ``chunks[i]`` rows a mask, zeros elsewhere.
+
+    Pixel ``p`` of a flattened mask is bit ``p % 8`` of its byte ``p // 8``: as uint32 words,
+    an order of this module's own (only counts of AND-ed words are taken from them)."""
+    size = rows * words * 4
+    raw = np.zeros(size + _ALIGN, np.uint8)
+    skip = -raw.ctypes.data % _ALIGN
+    buf = raw[skip:skip + size]
+    for x, k, r in zip(masks, chunks, row):
+        n, k, r = int(x.shape[0]), int(k), int(r)
+        if n and k:
+            bits = np.packbits(np.asarray(x).reshape(n, -1), axis=1, bitorder="little")
+            span = buf[r * words * 4:(r + n * k) * words * 4].reshape(n, k * words * 4)
+            span[:, :bits.shape[1]] = bits
+    return jax.device_put(buf.view(np.uint32).reshape(rows, words))
 
 
 def _pack_rows(func: str, masks: list[Any], chunks: np.ndarray,
@@ -459,43 +503,17 @@ def _pack_rows(func: str, masks: list[Any], chunks: np.ndarray,
     """
     counts = np.array([int(x.shape[0]) for x in masks], np.int64) * chunks
     row = np.concatenate([[0], np.cumsum(counts)])
-    total, pixels = int(row[-1]), BITS * words
-    blocks = (PACK or ("blocks" if jax.default_backend() == "cpu" else "images")) == "blocks"
-    size = 0
-    if blocks:  # rows a block: a power of two, at least one mask's rows
-        dtype = np.result_type(*(x.dtype for x in masks))
-        fit = max(1, _BLOCK_BYTES // max(1, pixels * dtype.itemsize))
-        size = max(1 << (min(fit, _bucket(total)).bit_length() - 1),
-                   1 << (max(1, int(chunks.max())) - 1).bit_length())
-    rows = _bucket(total + size)
-    rows += -rows % max(1, int(chunks.max()))  # whole masks: see ``merge`` in _mask_pairs
+    total = int(row[-1])
+    rows = _bucket(total)
     if rows > _INT32_MAX:
         raise ValueError(f"{func}: {total} packed rows of masks do not fit int32 row indices; "
                          "split the dataset")
+    if (PACK or ("host" if jax.default_backend() == "cpu" else "images")) == "host":
+        buf = _pack_host(masks, chunks, row, rows, words)
+        return buf, _row_areas(buf, group=_mask_group(words)), row[:-1]
     buf = jnp.zeros((rows, words), jnp.uint32)
     area = jnp.zeros((buf.shape[0],), _count_dtype())
-    if not blocks:
-        for x, k, r in zip(masks, chunks, row):
-            if int(x.shape[0]) and k:
-                buf, area = _pack_image(buf, area, x, np.int32(r), chunks=int(k), words=words)
-        return buf, area, row[:-1]
-    # A block holds whole masks; a new host block each time: jax may keep referring to one it
-    # was given (no copy on CPU). A block is sent when the next mask does not fit: the next one
-    # starts where its rows end, and overwrites the zero rows written past them.
-    at, fill, block = 0, 0, np.zeros((size, pixels), dtype)
-    for x, k in zip(masks, (int(c) for c in chunks)):
-        src, first = np.asarray(x), 0
-        flat = src.reshape(src.shape[0], src.shape[1] * src.shape[2])
-        while k and first < src.shape[0]:
-            if fill + k > size:
-                buf, area = _pack_into(buf, area, jnp.asarray(block.reshape(size, BITS, words)),
-                                       np.int32(at))
-                at, fill, block = at + fill, 0, np.zeros((size, pixels), dtype)
-            take = min(src.shape[0] - first, (size - fill) // k)
-            span = block[fill:fill + take * k].reshape(take, k * pixels)
-            span[:, :flat.shape[1]] = flat[first:first + take]
-            fill, first = fill + take * k, first + take
-    if fill:
-        buf, area = _pack_into(buf, area, jnp.asarray(block.reshape(size, BITS, words)),
-                               np.int32(at))
+    for x, k, r in zip(masks, chunks, row):
+        if int(x.shape[0]) and k:
+            buf, area = _pack_image(buf, area, x, np.int32(r), chunks=int(k), words=words)
     return buf, area, row[:-1]
