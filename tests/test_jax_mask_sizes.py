@@ -112,13 +112,21 @@ def test_blocks_of_every_size_match_reference(pack):
         np.testing.assert_array_equal(a, b)
 
 
-def test_blocks_do_not_depend_on_the_tile():
+def test_blocks_do_not_depend_on_the_tile(monkeypatch):
     """Tiles of 4 pairs (masks of several sizes in one tile, and tiles of one size) give the same
-    values as one tile of every pair; so do both counts (shifts and adds, popcount)."""
+    values as one tile of every pair; so do both counts (shifts and adds, popcount), and runs of
+    pairs counted apart (the fewest entries a run may hold: two masks' rows)."""
     gt, pred, _ = _dataset(2)
     whole = np.asarray(_blocks(gt, pred))
     np.testing.assert_array_equal(np.asarray(_blocks(gt, pred, budget=4 * 4 * ragged.CHUNK)),
                                   whole)
+    runs = []
+    count = ragged._span_pairs
+    monkeypatch.setattr(ragged, "_span_pairs", lambda *a, **k: runs.append(1) or count(*a, **k))
+    monkeypatch.setattr(ragged, "_ENTRY_BYTES", 2**40)  # runs of two masks' rows
+    np.testing.assert_array_equal(np.asarray(_blocks(gt, pred)), whole)
+    assert len(runs) > 2, len(runs)
+    monkeypatch.undo()
     for formulation in ("swar", "popcount"):
         try:
             ragged.MASK_FORMULATION = formulation

@@ -378,27 +378,54 @@ def image_mask_iou(gt: list[Any], pred: list[Any], *, budget: int) -> Any:
     q = np.concatenate([[0], np.cumsum(m)])[image] + local % m[image]
     lo = np.maximum(lo1[p], lo2[q])
     span = np.maximum(np.minimum(hi1[p], hi2[q]) - lo + 1, 0)
+    # The entries (a few int64 and int32 numbers each, on the host and on the device) are made
+    # and counted for runs of pairs of at most ``limit`` entries (a pair has at most one mask's
+    # rows, fewer than ``limit``): memory within ``budget`` however many pairs overlap.
+    limit = max(budget // _ENTRY_BYTES, 2 * int(chunks.max()))
+    ends = np.cumsum(span)
+    cuts = np.searchsorted(ends, np.arange(limit, int(ends[-1]), limit), side="right").tolist()
+    values = []
+    for a, b in zip([0, *cuts], [*cuts, total]):
+        if a == b:
+            continue
+        width = _bucket(b - a)  # padded: datasets of similar size share the compiled count
+        r1, r2, pair, count = _entries(span[a:b], first1[p[a:b]] + lo[a:b],
+                                       first2[q[a:b]] + lo[a:b], width)
+        areas = (jnp.asarray(_pad_zeros(x, width).astype(_count_dtype()))
+                 for x in (area1[p[a:b]], area2[q[a:b]]))
+        values.append(_span_pairs(w1, w2, r1, r2, pair, *areas, tile=_tile(budget, CHUNK, count),
+                                  group=group)[:b - a])
+    return values[0] if len(values) == 1 else jnp.concatenate(values)
+
+
+# Bytes of one entry of :func:`image_mask_iou` while it is made: four int64 numbers on the host,
+# three int32 on the device, and the count.
+_ENTRY_BYTES = 48
+
+
+def _pad_zeros(x: np.ndarray, length: int) -> np.ndarray:
+    return np.concatenate([x, np.zeros(length - x.shape[0], x.dtype)])
+
+
+def _entries(span: np.ndarray, row1: np.ndarray, row2: np.ndarray,
+             drop: int) -> tuple[Any, ...]:
+    """The entries of pairs ``0..P`` (``span (P,)`` rows each, from rows ``row1 (P,)`` of set 1
+    and ``row2`` of set 2) for :func:`_span_pairs`: ``(r1, r2, pair, padded)``, int32 on the
+    device, padded to a bucket (padding entries: rows 0 of pair ``drop``, out of range)."""
+    pairs = span.shape[0]
     entries = int(span.sum())
     padded = _bucket(entries)
-    if padded > _INT32_MAX:
+    if max(padded, drop) > _INT32_MAX:
         raise ValueError(f"evaluate: the JAX engine indexes with int32, and this call counts "
                          f"{entries} rows of pairs of masks; split the dataset")
-    pair = np.repeat(np.arange(total), span)
+    pair = np.repeat(np.arange(pairs), span)
     step = np.arange(entries) - np.repeat(np.cumsum(span) - span, span)
 
-    def entry(values: np.ndarray, fill: int) -> Any:
-        return jnp.asarray(np.concatenate([values, np.full(padded - entries, fill)])
-                           .astype(np.int32))
+    def device(x: np.ndarray, fill: int) -> Any:
+        return jnp.asarray(np.concatenate([x, np.full(padded - entries, fill)]).astype(np.int32))
 
-    def per_pair(values: np.ndarray) -> Any:
-        return jnp.asarray(np.concatenate([values, np.zeros(pairs - total, np.int64)])
-                           .astype(_count_dtype()))
-
-    r1 = entry((first1[p] + lo)[pair] + step, 0)
-    r2 = entry((first2[q] + lo)[pair] + step, 0)
-    return _span_pairs(w1, w2, r1, r2, entry(pair, pairs), per_pair(area1[p]),
-                       per_pair(area2[q]), tile=_tile(budget, CHUNK, padded),
-                       group=group)[:total]
+    return (device(row1[pair] + step, 0), device(row2[pair] + step, 0), device(pair, drop),
+            padded)
 
 
 def _flat_words(pixels: int) -> int:
