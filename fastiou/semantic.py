@@ -95,16 +95,14 @@ def _counts(
     engine = _dispatch.backend_for(func, {"pred": pred, "target": target}, backend)
     p, t = engine.asarray(pred), engine.asarray(target)
     spec = _validate.label_spec(func, p, t, num_classes, ignore_index, out_of_range)
-    counts = engine.semantic.confusion_counts(p, t, spec)
-    c = spec.num_classes
-    cm = counts[: c * c].reshape(c, c)
+    cm, outside = engine.semantic.confusion_counts(p, t, spec)
     invalid = None
     if spec.raise_out_of_range:
         if engine.semantic.labels_known(p) and engine.semantic.labels_known(t):
-            if int(counts[-1]):
+            if int(outside):
                 raise _offending(func, engine.namespace(), p, t, spec)
         else:
-            invalid = counts[-1]
+            invalid = outside
     return engine, cm, invalid, spec
 
 

@@ -46,8 +46,8 @@ def _copies(bins: int) -> int:
     return copies
 
 
-def confusion_counts(pred: Any, target: Any, spec: LabelSpec) -> Any:
-    """Flat int64 counts of length ``spec.bins`` (see :class:`LabelSpec`)."""
+def confusion_counts(pred: Any, target: Any, spec: LabelSpec) -> tuple[Any, Any]:
+    """``(C, C)`` int64 counts and the number of pixels with a label outside ``[0, C)``."""
     xp = runtime().xp
     p, t = flat_pair(xp, pred, target)
     bins = spec.bins
@@ -63,4 +63,5 @@ def confusion_counts(pred: Any, target: Any, spec: LabelSpec) -> Any:
                 (out, np.uint64))
         launch("semantic.cu", _kernel(p.dtype, t.dtype), (blocks,), (BLOCK,), args,
                shared_mem=copies * bins * 4)
-    return out.view(np.int64)
+    flat, c = out.view(np.int64), spec.num_classes
+    return flat[: c * c].reshape(c, c), flat[c * c + 1]

@@ -79,7 +79,7 @@ def _counts(pred: Any, target: Any, *, c: int, ignore: int | None, chunk: int = 
         return key
 
     if not chunk:
-        return jnp.bincount(keys(t, p), length=cc + 2)
+        return _split(jnp.bincount(keys(t, p), length=cc + 2), c)
     count = jax.dtypes.canonicalize_dtype(np.int64)  # what jnp.bincount returns
     steps, total = t.shape[0] // chunk, t.shape[0]
 
@@ -100,11 +100,18 @@ def _counts(pred: Any, target: Any, *, c: int, ignore: int | None, chunk: int = 
     hist = lax.fori_loop(1, steps, step, hist)
     if steps * chunk < total:
         hist = add(hist, t[steps * chunk:], p[steps * chunk:])
-    return hist.reshape(copies, cc + 2).sum(axis=0)
+    return _split(hist.reshape(copies, cc + 2).sum(axis=0), c)
 
 
-def confusion_counts(pred: Any, target: Any, spec: LabelSpec) -> Any:
-    """Flat counts of length ``spec.bins`` (int32 without x64, int64 with it).
+def _split(flat: Any, c: int) -> tuple[Any, Any]:
+    """Flat counts (:attr:`LabelSpec.bins`) -> (``(C, C)`` counts, out-of-range pixels): made in
+    the jitted function, so that an eager call dispatches no slicing of its own."""
+    return flat[: c * c].reshape(c, c), flat[c * c + 1]
+
+
+def confusion_counts(pred: Any, target: Any, spec: LabelSpec) -> tuple[Any, Any]:
+    """``(C, C)`` counts and the number of pixels with a label outside ``[0, C)`` (int32
+    without x64, int64 with it).
 
     Without x64 a count past 2**31 - 1 wraps around; a call with that many pixels warns (the
     pixel count is static, so this happens at trace time too). The streaming state adds such

@@ -133,8 +133,9 @@ def _tables(pred: np.dtype, target: np.dtype, spec: LabelSpec) -> tuple[Any, Any
     return rows, cols
 
 
-def confusion_counts(pred: np.ndarray, target: np.ndarray, spec: LabelSpec) -> np.ndarray:
-    """Flat int64 counts of length ``spec.bins`` (see :class:`LabelSpec`)."""
+def confusion_counts(pred: np.ndarray, target: np.ndarray,
+                     spec: LabelSpec) -> tuple[np.ndarray, np.int64]:
+    """``(C, C)`` int64 counts and the number of pixels with a label outside ``[0, C)``."""
     p, t = flat_pair(np, pred, target)
     c = spec.num_classes
     bins = (c + 2) * (c + 1)
@@ -153,8 +154,5 @@ def confusion_counts(pred: np.ndarray, target: np.ndarray, spec: LabelSpec) -> n
         _count(p, t, *args, private)
         h = private.sum(axis=0)
     h = h.reshape(c + 2, c + 1)
-    out = np.empty(spec.bins, dtype=np.int64)
-    out[: c * c].reshape(c, c)[...] = h[:c, :c]
-    out[c * c] = h[c].sum()  # ignored
-    out[c * c + 1] = p.shape[0] - out[c * c] - h[:c, :c].sum()  # a label outside [0, C)
-    return out
+    cm = h[:c, :c].copy()
+    return cm, np.int64(p.shape[0] - h[c].sum() - cm.sum())  # row c: ignored pixels
