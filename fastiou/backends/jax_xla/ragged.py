@@ -41,7 +41,7 @@ import numpy as np
 from jax import lax
 
 from ... import _formats
-from .boxes import _extent, _extreme, _formula, _value
+from .boxes import _extent, _extreme, _formula, _value, dtype_name
 from .masks import BITS, _byte_counts, _count_dtype, _ratio
 
 _INT32_MAX = 2**31 - 1
@@ -185,7 +185,7 @@ def box_iou(b1: Any, b2: Any, off1: np.ndarray, off2: np.ndarray, start: np.ndar
         first, segment, width, base, w = layout
         c1 = _formats.to_corners(jnp, b1.astype(compute), fmt)
         c2 = _formats.to_corners(jnp, b2.astype(compute), fmt)
-        name = np.dtype(compute).name
+        name = dtype_name(compute)
         # Two calls: the tiles are made once, not gathered again for each pair.
         tiles, flag = _tiles(c1, c2, first, w=w, compute=name)
         try:
@@ -194,12 +194,12 @@ def box_iou(b1: Any, b2: Any, off1: np.ndarray, off2: np.ndarray, start: np.ndar
             extreme = None
         return _box_rows(c1, tiles, segment, width, base, zero_division, flag, total=total,
                          compact=int(off1[-1]) * w != total, extreme=extreme, compute=name,
-                         out=np.dtype(out_dtype).name)
+                         out=dtype_name(out_dtype))
     *offsets, padded = _device_offsets("segmented_box_iou", off1, off2, start)
     c1 = _formats.to_corners(jnp, b1.astype(compute), fmt)
     c2 = _formats.to_corners(jnp, b2.astype(compute), fmt)
     return _box_pairs(c1, c2, *offsets, zero_division, padded=padded,
-                      compute=np.dtype(compute).name, out=np.dtype(out_dtype).name)[:total]
+                      compute=dtype_name(compute), out=dtype_name(out_dtype))[:total]
 
 
 # Formulation of the segmented masks' count: None chooses by ``jax.default_backend()`` when the

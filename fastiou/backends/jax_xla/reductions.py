@@ -44,8 +44,8 @@ class Items(NamedTuple):
 
 
 def box_items(b1: Any, b2: Any, *, spec: BoxPair, zero_division: float) -> Items:
-    return Items("box", b1, b2, spec.n, spec.m, zero_division, spec.out.name, 0, spec.fmt,
-                 spec.compute.name)
+    return Items("box", b1, b2, spec.n, spec.m, zero_division, _boxes.dtype_name(spec.out), 0,
+                 spec.fmt, _boxes.dtype_name(spec.compute))
 
 
 def mask_items(w1: Any, a1: Any, w2: Any, a2: Any, *, zero_division: float) -> Items:
