@@ -110,17 +110,6 @@ def _row_topk(a, b, zd, *, kind, out, tile, tile_n, tile_m, fmt, compute, k):
     return vals.reshape(-1, k)[:n], idx.reshape(-1, k)[:n].astype(index_dtype())
 
 
-def _max_first(v: Any, axis: int) -> tuple[Any, Any]:
-    """``jnp.max`` and ``jnp.argmax`` along ``axis`` as two plain reductions (XLA:CPU does not
-    vectorize the variadic (value, index) reduction of ``argmax``): the lowest index holding the
-    maximum, or the first NaN."""
-    top = jnp.max(v, axis=axis, keepdims=True)
-    hit = (v == top) | (jnp.isnan(v) & jnp.isnan(top))
-    iota = lax.broadcasted_iota(index_dtype(), v.shape, axis)
-    at = jnp.min(jnp.where(hit, iota, v.shape[axis]), axis=axis)
-    return jnp.squeeze(top, axis), at
-
-
 @functools.partial(jax.jit, static_argnames=_STATIC)
 def _both_max(a, b, zd, *, kind, out, tile, tile_n, tile_m, fmt, compute):
     """Row and column maxima (and where) of one pass over the tiles: each IoU is made once.
